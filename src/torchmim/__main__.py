@@ -1,0 +1,5 @@
+"""``python -m torchmim`` is the ``torchmim`` command."""
+
+from .cli import main
+
+main()

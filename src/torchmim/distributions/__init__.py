@@ -1,0 +1,28 @@
+"""Densities as modules: conditionals q(z|x), p(x|z) and priors p(z), q(x), P(z)."""
+
+from .conditional import (
+    CONDITIONALS,
+    ConditionalBernoulli,
+    ConditionalGaussian,
+    ConditionalGaussianMixture,
+    gaussian_from_mean_logvar,
+)
+from .marginal import MarginalDataPrior, MarginalDistribution
+from .mixture import ReparameterizedMixture
+from .priors import PRIORS, DiagonalGaussian, GaussianMixture, Prior, StandardNormal
+
+__all__ = [
+    "CONDITIONALS",
+    "PRIORS",
+    "ConditionalBernoulli",
+    "ConditionalGaussian",
+    "ConditionalGaussianMixture",
+    "DiagonalGaussian",
+    "GaussianMixture",
+    "MarginalDataPrior",
+    "MarginalDistribution",
+    "Prior",
+    "ReparameterizedMixture",
+    "StandardNormal",
+    "gaussian_from_mean_logvar",
+]

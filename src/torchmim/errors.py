@@ -1,0 +1,37 @@
+"""Exceptions raised by torchmim.
+
+Every error the library raises on bad input derives from :class:`TorchMIMError`, so that the CLI
+(and users) can catch them and print one clear line instead of a stack trace. The subclasses also
+derive from the matching built-in exception (``ValueError``, ``KeyError``, ...) so that generic
+``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TorchMIMError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "TrainingDivergedError",
+]
+
+
+class TorchMIMError(Exception):
+    """Base class of every error raised by torchmim on bad input or failed runs."""
+
+
+class ConfigError(TorchMIMError, ValueError):
+    """A configuration is invalid: an unknown key or registry name, a wrong type or value."""
+
+
+class DataError(TorchMIMError, ValueError):
+    """Data has the wrong shape, dtype or contains NaN/Inf, or a data file is missing or corrupt."""
+
+
+class CheckpointError(TorchMIMError, OSError):
+    """A checkpoint or saved model is missing, truncated, corrupt or of an unknown format."""
+
+
+class TrainingDivergedError(TorchMIMError, RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is left untouched."""

@@ -1,0 +1,22 @@
+"""Latent-variable models and the registry of architectures."""
+
+from .configs import MODELS, ModelConfig
+from .latent_variable_model import JointTerms, LatentVariableModel
+from .mlp import MLPModelConfig
+
+__all__ = ["MODELS", "JointTerms", "LatentVariableModel", "MLPModelConfig", "ModelConfig",
+           "build_model"]
+
+
+def build_model(config: ModelConfig | dict | None = None, **overrides) -> LatentVariableModel:
+    """Build a model from a config dataclass, a dict with a ``name`` key, or keyword options.
+
+    >>> model = build_model(name="mlp", hidden=20)
+    """
+    from ..config import from_dict, to_dict
+
+    if config is None:
+        config = {}
+    data = to_dict(config) if not isinstance(config, dict) else dict(config)
+    data.update(overrides)
+    return from_dict(ModelConfig, data, where="model").build()

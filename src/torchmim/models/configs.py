@@ -1,0 +1,31 @@
+"""Model configs: one dataclass per architecture, registered by name, each able to ``build()`` its model.
+
+A saved model stores ``{"name": ..., <config fields>}`` and its ``state_dict`` — never pickled code —
+so :func:`~torchmim.models.load_model` rebuilds it from the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from ..registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .latent_variable_model import LatentVariableModel
+
+__all__ = ["MODELS", "ModelConfig"]
+
+#: Model architectures by name; each entry is a :class:`ModelConfig` subclass.
+MODELS: Registry[type[ModelConfig]] = Registry("model")
+
+
+@dataclass
+class ModelConfig:
+    """Base of architecture configs; ``from_dict`` picks the subclass by the ``name`` key."""
+
+    __registry__: ClassVar[Registry] = MODELS
+    default_name: ClassVar[str] = "mlp"
+
+    def build(self) -> LatentVariableModel:  # pragma: no cover - abstract
+        raise NotImplementedError

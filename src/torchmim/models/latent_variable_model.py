@@ -1,0 +1,233 @@
+"""One latent-variable model object: encoder q(z|x), decoder p(x|z), latent prior p(z), data prior q(x).
+
+It defines the two joints of the paper (Section 4),
+
+    q_θ(x, z) = q_θ(z|x) q_θ(x)        p_θ(x, z) = p_θ(x|z) p_θ(z),
+
+and the latent anchor P(z) used by symmetric MIM (by default the model prior p(z) itself, as in the
+paper's experiments). Its ``forward`` computes no loss: objectives (:mod:`torchmim.objectives`) are
+functions of a model and a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..distributions.marginal import MarginalDataPrior
+from ..distributions.priors import Path, Prior
+from ..errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .configs import ModelConfig
+
+__all__ = ["JointTerms", "LatentVariableModel"]
+
+
+@dataclass
+class JointTerms:
+    """Per-sample log-densities (shape ``(batch,)``) at a batch of (x, z) pairs.
+
+    ``log_px_z`` = log p(x|z), ``log_pz`` = log p(z), ``log_qz_x`` = log q(z|x), ``log_qx`` = log q(x)
+    (``None`` where an objective does not use a term).
+    """
+
+    log_px_z: Tensor
+    log_pz: Tensor | None = None
+    log_qz_x: Tensor | None = None
+    log_qx: Tensor | None = None
+
+    @property
+    def log_p_joint(self) -> Tensor:
+        """log p(x, z) = log p(x|z) + log p(z)."""
+        return self.log_px_z + self.log_pz
+
+    @property
+    def log_q_joint(self) -> Tensor:
+        """log q(x, z) = log q(z|x) + log q(x)."""
+        return self.log_qz_x + self.log_qx
+
+    def means(self) -> dict[str, float]:
+        """Batch means of the available terms (for logging)."""
+        return {k: float(v.detach().mean()) for k, v in vars(self).items() if v is not None}
+
+
+class LatentVariableModel(nn.Module):
+    """Encoder, decoder and priors of a MIM / VAE model.
+
+    Args:
+        encoder: module with ``encoder(x) -> Distribution`` over z (q(z|x)).
+        decoder: module with ``decoder(z) -> Distribution`` over x (p(x|z)).
+        prior: :class:`~torchmim.distributions.Prior` over z (p(z)).
+        data_prior: :class:`~torchmim.distributions.Prior` over x (q(x)); defaults to the marginal
+            of Eq. (16).
+        latent_anchor: the anchor P(z) sampled by symmetric MIM; ``None`` uses the prior p(z).
+        x_shape, z_shape: event shapes of one observation and one latent.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: Prior,
+        data_prior: Prior | None = None,
+        *,
+        x_shape: tuple[int, ...] | int,
+        z_shape: tuple[int, ...] | int,
+        latent_anchor: Prior | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.data_prior = data_prior if data_prior is not None else MarginalDataPrior()
+        self.latent_anchor = latent_anchor
+        self.x_shape = (x_shape,) if isinstance(x_shape, int) else tuple(x_shape)
+        self.z_shape = (z_shape,) if isinstance(z_shape, int) else tuple(z_shape)
+        self.config: ModelConfig | None = None  # set by build_model; used by save_model
+        for density in (self.prior, self.data_prior, self.latent_anchor):
+            if density is not None:
+                density.bind(self)
+
+    # ------------------------------------------------------------------ input checks
+    def _check(self, t: Any, shape: tuple[int, ...], name: str) -> Tensor:
+        if not isinstance(t, Tensor):
+            raise DataError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+            want = ", ".join(["batch", *map(str, shape)])
+            raise DataError(f"{name} has shape {tuple(t.shape)}, but the model expects ({want})")
+        if not t.is_floating_point():
+            raise DataError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        return t
+
+    def check_x(self, x: Any, name: str = "x") -> Tensor:
+        """Raise :class:`~torchmim.errors.DataError` unless ``x`` is a float batch of observations."""
+        return self._check(x, self.x_shape, name)
+
+    def check_z(self, z: Any, name: str = "z") -> Tensor:
+        """Raise :class:`~torchmim.errors.DataError` unless ``z`` is a float batch of latents."""
+        return self._check(z, self.z_shape, name)
+
+    # ------------------------------------------------------------------ the densities
+    def posterior(self, x: Tensor) -> Distribution:
+        """The encoder q(z|x)."""
+        return self.encoder(self.check_x(x))
+
+    def likelihood(self, z: Tensor) -> Distribution:
+        """The decoder p(x|z)."""
+        return self.decoder(self.check_z(z))
+
+    def latent_prior(self) -> Distribution:
+        """The latent prior p(z)."""
+        return self.prior()
+
+    def data_distribution(self) -> Distribution:
+        """The data prior q(x) (for the marginal of Eq. 16, an importance-sampled ``log_prob``)."""
+        return self.data_prior()
+
+    def anchor(self) -> Distribution:
+        """The latent anchor P(z) that symmetric MIM samples (the prior p(z) unless set)."""
+        return (self.latent_anchor if self.latent_anchor is not None else self.prior)()
+
+    def forward(self, x: Tensor) -> Distribution:
+        """q(z|x); the model's forward computes no loss."""
+        return self.posterior(x)
+
+    # ------------------------------------------------------------------ user-facing maps
+    def encode(self, x: Tensor, *, sample: bool = False) -> Tensor:
+        """Posterior mean E[z|x] (default) or one sample z ∼ q(z|x)."""
+        q = self.posterior(x)
+        return q.sample() if sample else q.mean
+
+    def decode(self, z: Tensor, *, sample: bool = False) -> Tensor:
+        """Decoder mean E[x|z] (default) or one sample x ∼ p(x|z)."""
+        p = self.likelihood(z)
+        return p.sample() if sample else p.mean
+
+    def reconstruct(self, x: Tensor, *, sample: bool = False) -> Tensor:
+        """x → z → x̃ through the means (default) or through samples z ∼ q(z|x), x̃ ∼ p(x|z)."""
+        return self.decode(self.encode(x, sample=sample), sample=sample)
+
+    def sample(
+        self, num_samples: int, *, mean: bool = False, return_latent: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Draw z ∼ p(z), then x ∼ p(x|z) (or its mean with ``mean=True``)."""
+        z = self.prior().sample((num_samples,))
+        x = self.decode(z, sample=not mean)
+        return (x, z) if return_latent else x
+
+    # ------------------------------------------------------------------ log-densities
+    def log_p_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x, z) = log p(x|z) + log p(z), per sample."""
+        return self.likelihood(z).log_prob(x) + self.prior().log_prob(z)
+
+    def log_q_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """log q(x, z) = log q(z|x) + log q(x), per sample (q(x) as ``data_distribution()``)."""
+        return self.posterior(x).log_prob(z) + self.data_distribution().log_prob(x)
+
+    def terms(
+        self,
+        x: Tensor,
+        z: Tensor,
+        *,
+        path: Path,
+        qz_x: Distribution | None = None,
+        px_z: Distribution | None = None,
+        data_prior: bool = True,
+    ) -> JointTerms:
+        """All four log-densities at (x, z), with log q(x) estimated for the given anchored ``path``.
+
+        ``qz_x`` / ``px_z`` may be passed when the caller already has them (no second network pass).
+        """
+        qz_x = self.posterior(x) if qz_x is None else qz_x
+        px_z = self.likelihood(z) if px_z is None else px_z
+        log_qz_x = qz_x.log_prob(z)
+        log_px_z = px_z.log_prob(x)
+        log_pz = self.prior().log_prob(z)
+        log_qx = (
+            self.data_prior.anchored_log_prob(
+                x, path=path, log_px_z=log_px_z, log_pz=log_pz, log_qz_x=log_qz_x
+            )
+            if data_prior
+            else None
+        )
+        return JointTerms(log_px_z=log_px_z, log_pz=log_pz, log_qz_x=log_qz_x, log_qx=log_qx)
+
+    def log_marginal_likelihood(
+        self, x: Tensor, num_samples: int = 1000, *, max_pairs: int = 65536
+    ) -> Tensor:
+        """Importance-sampled log p(x) per example, with q(z|x) as proposal:
+
+            log p(x) ≈ logsumexp_s [log p(x|z_s) + log p(z_s) − log q(z_s|x)] − log S,  z_s ∼ q(z|x).
+
+        The S samples are processed in chunks of at most ``max_pairs`` (x, z) pairs, combined with a
+        running logsumexp, so memory does not grow with S.
+        """
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        qz_x = self.posterior(x)
+        pz = self.prior()
+        batch = x.shape[0]
+        chunk = max(1, min(num_samples, max_pairs // max(batch, 1)))
+        total = torch.full((batch,), -math.inf, device=x.device, dtype=x.dtype)
+        done = 0
+        while done < num_samples:
+            s = min(chunk, num_samples - done)
+            z = qz_x.sample((s,))  # (s, batch, *z_shape)
+            z_flat = z.reshape((s * batch,) + self.z_shape)
+            x_rep = x.unsqueeze(0).expand((s,) + tuple(x.shape)).reshape((s * batch,) + self.x_shape)
+            log_px_z = self.decoder(z_flat).log_prob(x_rep).reshape(s, batch)
+            log_w = log_px_z + pz.log_prob(z) - qz_x.log_prob(z)
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+            done += s
+        return total - math.log(num_samples)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of trainable parameters (shared modules counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

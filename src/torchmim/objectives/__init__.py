@@ -1,0 +1,36 @@
+"""Objectives: pure functions of (model, batch of anchor samples, β) returning loss and terms."""
+
+from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, draw, encoder_path, path_loss
+from .baselines import AE, VAE
+from .cross_entropy import CE, ce_per_sample
+from .mim import AMIM, MIM, mim_loss, mim_per_sample
+
+__all__ = [
+    "OBJECTIVES",
+    "AE",
+    "AMIM",
+    "CE",
+    "MIM",
+    "VAE",
+    "Objective",
+    "ObjectiveOutput",
+    "ce_per_sample",
+    "decoder_path",
+    "draw",
+    "encoder_path",
+    "get_objective",
+    "mim_loss",
+    "mim_per_sample",
+    "path_loss",
+]
+
+
+def get_objective(spec: str | dict | Objective, **options) -> Objective:
+    """An objective from a name (``"mim"``), a dict (``{"name": "mim", ...}``) or an instance."""
+    from ..config import from_dict
+
+    if isinstance(spec, Objective):
+        return spec
+    data = {"name": spec} if isinstance(spec, str) else dict(spec)
+    data.update(options)
+    return from_dict(Objective, data, where="objective")

@@ -1,0 +1,114 @@
+"""The objective interface, and the two anchored sampling paths every objective is built from.
+
+An objective is a small frozen dataclass (its fields are its options, so it is its own config) that
+is called as ``objective(model, x, beta) -> ObjectiveOutput``: a pure function of a model, a batch of
+anchor samples x ∼ P(x) and the warm-up weight β of Eq. (18). It returns the scalar loss *and* the
+per-sample log-density terms of each path, like Pyro's ELBO classes.
+
+The two paths of the anchored sample distribution M_S (Eq. 4):
+
+* encoder path — x ∼ P(x) (the batch), z ∼ q(z|x);
+* decoder path — z ∼ P(z) (the model's latent anchor), x ∼ p(x|z).
+
+Samples are reparameterised where the distribution allows (Section 5.2). Where it does not (a Bernoulli
+p(x|z) for binary images), the path's loss gets the REINFORCE term of Eq. (17), with a leave-one-out
+batch-mean baseline, which keeps the estimator unbiased and the reported loss value unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ..models.latent_variable_model import JointTerms, LatentVariableModel
+from ..registry import Registry
+
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "ObjectiveOutput",
+    "draw",
+    "encoder_path",
+    "decoder_path",
+    "path_loss",
+]
+
+#: Objectives by name: ``mim``, ``amim``, ``vae``, ``ae``, ``ce`` and the Appendix D variants.
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+
+
+@dataclass
+class ObjectiveOutput:
+    """The loss to minimise and the per-sample terms of each path (``"encoder"``, ``"decoder"``)."""
+
+    loss: Tensor
+    terms: dict[str, JointTerms]
+
+    def scalars(self) -> dict[str, float]:
+        """``loss`` and the batch mean of every term, keyed ``"<path>/<term>"`` (for logging)."""
+        out = {"loss": float(self.loss.detach())}
+        for path, terms in self.terms.items():
+            out.update({f"{path}/{k}": v for k, v in terms.means().items()})
+        return out
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Base class: ``objective(model, x, beta=1.0) -> ObjectiveOutput``."""
+
+    __registry__: ClassVar[Registry] = OBJECTIVES
+    default_name: ClassVar[str] = "mim"
+    #: Whether β (Eq. 18) changes the objective; the trainer warms β up only for these.
+    uses_beta: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        return OBJECTIVES.name_of(self)
+
+    def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        raise NotImplementedError  # pragma: no cover
+
+
+def draw(dist: Distribution, sample_shape: torch.Size | tuple = ()) -> tuple[Tensor, bool]:
+    """A sample of ``dist``: reparameterised if possible; also returns whether it needs REINFORCE."""
+    if dist.has_rsample:
+        return dist.rsample(sample_shape), False
+    return dist.sample(sample_shape), True
+
+
+def encoder_path(
+    model: LatentVariableModel, x: Tensor, *, data_prior: bool = True
+) -> tuple[JointTerms, Tensor | None]:
+    """Terms at x ∼ P(x) (the batch), z ∼ q(z|x); plus log q(z|x) if z needs REINFORCE, else None."""
+    qz_x = model.posterior(x)
+    z, score = draw(qz_x)
+    terms = model.terms(x, z, path="encoder", qz_x=qz_x, data_prior=data_prior)
+    return terms, (terms.log_qz_x if score else None)
+
+
+def decoder_path(model: LatentVariableModel, num_samples: int) -> tuple[JointTerms, Tensor | None]:
+    """Terms at z ∼ P(z), x ∼ p(x|z); plus log p(x|z) if x needs REINFORCE (Eq. 17), else None."""
+    z, _ = draw(model.anchor(), (num_samples,))
+    px_z = model.likelihood(z)
+    x, score = draw(px_z)
+    terms = model.terms(x, z, path="decoder", px_z=px_z)
+    return terms, (terms.log_px_z if score else None)
+
+
+def path_loss(per_sample: Tensor, score_log_prob: Tensor | None = None) -> Tensor:
+    """Mean of a path's per-sample loss f, with the REINFORCE surrogate when its sample was not
+    reparameterised:  mean f + mean[(f − b)·(log p − stopgrad log p)], b the leave-one-out mean of f.
+
+    The added term is zero in value, and its gradient is the score-function term of Eq. (17).
+    """
+    loss = per_sample.mean()
+    if score_log_prob is None:
+        return loss
+    f = per_sample.detach()
+    n = f.shape[0]
+    baseline = (f.sum() - f) / (n - 1) if n > 1 else torch.zeros_like(f)
+    return loss + ((f - baseline) * (score_log_prob - score_log_prob.detach())).mean()

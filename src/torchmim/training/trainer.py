@@ -1,0 +1,377 @@
+"""The trainer: Adam, β and learning-rate warm-up, early stopping, atomic checkpoints and resume.
+
+Protocol (Section 6, and the reference code described in ``specs/toy-data.md``):
+
+* Adam with lr 1e-3 and batches of 128 by default;
+* β warm-up (Eq. 18) and learning-rate warm-up ([37]) over ``warmup_epochs``, both stepped per epoch;
+* the validation loss is always taken at β = 1; the best model is the one with the lowest validation
+  loss once β = 1, and training stops when it has not improved for more than ``patience`` epochs
+  (default: the warm-up length, the paper's rule); the best model is restored at the end;
+* every epoch is seeded from (seed, epoch), so a run resumed from a checkpoint reproduces the
+  uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..config import to_dict
+from ..data.loading import as_dataloader, batch_x, check_finite
+from ..errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
+from ..io import CHECKPOINT_FORMAT, atomic_save, safe_load
+from ..models.latent_variable_model import LatentVariableModel
+from ..objectives.base import Objective
+from ..schedules import beta_warmup, lr_warmup_factor
+from ..seeding import derive_seed, seed_everything
+from .callbacks import Callback, ProgressBar
+
+__all__ = ["TrainerConfig", "Trainer", "CHECKPOINT_FORMAT", "fit"]
+
+
+@dataclass
+class TrainerConfig:
+    """Options of :class:`Trainer` (defaults: the paper's Section 6 set-up).
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: training batch size (the paper: 128).
+        eval_batch_size: batch size for the validation loss.
+        lr: Adam learning rate (the paper: 1e-3).
+        warmup_epochs: length W of the β and learning-rate warm-ups (the toy experiments: 3).
+        lr_schedule: ``"warmup"`` ([37]) or ``"constant"``.
+        patience: stop after more than this many epochs without improvement at β = 1
+            (``None``: ``warmup_epochs``, the paper's rule).
+        early_stopping: turn early stopping off to train all ``epochs`` (the best model is still kept).
+        normalize_grads: L2-normalise each parameter's gradient before the Adam update (the image
+            models' reference set-up).
+        grad_clip: optional global gradient-norm clip.
+        seed: seeds every epoch's randomness (batches, samples, binarisation).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        checkpoint_every: write ``checkpoint.pt`` every this many epochs (needs an output folder).
+        num_workers: DataLoader workers for array/Dataset inputs.
+        progress: show a progress bar.
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    lr: float = 1e-3
+    warmup_epochs: int = 3
+    lr_schedule: Literal["warmup", "constant"] = "warmup"
+    patience: int | None = None
+    early_stopping: bool = True
+    normalize_grads: bool = False
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 1
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.warmup_epochs < 0 or (self.patience is not None and self.patience < 0):
+            raise ConfigError("train.warmup_epochs and train.patience must be >= 0")
+
+    @property
+    def effective_patience(self) -> int:
+        return self.warmup_epochs if self.patience is None else self.patience
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA if available, else CPU; other names are checked for availability."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"train.device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
+class Trainer:
+    """Fits a :class:`~torchmim.models.LatentVariableModel` with an :class:`~torchmim.objectives.Objective`.
+
+    >>> trainer = Trainer(model, MIM(), TrainerConfig(epochs=50), out_dir="runs/mim")
+    >>> history = trainer.fit(x_train, x_val)          # arrays, Datasets or DataLoaders
+    >>> trainer.fit(x_train, x_val, resume=True)       # continue from runs/mim/checkpoint.pt
+
+    Args:
+        model: the model; moved to ``config.device``.
+        objective: the loss.
+        config: training options.
+        callbacks: extra :class:`~torchmim.training.callbacks.Callback` objects (a progress bar is
+            added when ``config.progress``).
+        out_dir: folder for ``checkpoint.pt``; ``None`` writes no checkpoints.
+    """
+
+    def __init__(
+        self,
+        model: LatentVariableModel,
+        objective: Objective,
+        config: TrainerConfig | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        out_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config or TrainerConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        self.objective = objective
+        self.callbacks = list(callbacks)
+        if self.config.progress and not any(isinstance(c, ProgressBar) for c in self.callbacks):
+            self.callbacks.insert(0, ProgressBar(desc=objective.name))
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.epoch = 0  # last finished epoch
+        self.history: list[dict[str, Any]] = []
+        self.best_val = math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.batches_per_epoch: int | None = None
+        self._generator = torch.Generator()
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: weights, optimiser, best model, counters, history."""
+        cfg = self.model.config
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "epoch": self.epoch,
+            "model_config": None if cfg is None else to_dict(cfg),
+            "model_state": self.model.state_dict(),
+            "best_state": self.best_state,
+            "optimizer": self.optimizer.state_dict(),
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "objective": to_dict(self.objective),
+            "trainer": to_dict(self.config),
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the checkpoint atomically (to ``out_dir/checkpoint.pt`` by default)."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None:
+            raise ConfigError("no checkpoint path: pass one or give the Trainer an out_dir")
+        atomic_save(self.state_dict(), path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore the state written by :meth:`save_checkpoint`."""
+        ckpt = safe_load(path, what="checkpoint", map_location=self.device)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a torchmim training checkpoint")
+        saved_objective = ckpt.get("objective", {})
+        if saved_objective != to_dict(self.objective):
+            raise CheckpointError(f"{path} was written by objective {saved_objective}, but this "
+                                  f"trainer runs {to_dict(self.objective)}")
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} does not match this model: {str(e).splitlines()[0]}") from None
+        self.epoch = int(ckpt["epoch"])
+        self.best_state = ckpt["best_state"]
+        self.best_val = float(ckpt["best_val"])
+        self.best_epoch = ckpt["best_epoch"]
+        self.bad_epochs = int(ckpt["bad_epochs"])
+        self.stopped_early = bool(ckpt["stopped_early"])
+        self.history = list(ckpt["history"])
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, data: Any, *, train: bool, name: str) -> tuple[DataLoader, bool]:
+        cfg = self.config
+        return as_dataloader(
+            data, batch_size=cfg.batch_size if train else cfg.eval_batch_size, shuffle=train,
+            generator=self._generator if train else None, num_workers=cfg.num_workers, name=name,
+        )
+
+    def _prepare(self, batch: Any, checked: bool, name: str, step: int) -> Tensor:
+        x = batch_x(batch)
+        if not isinstance(x, Tensor):
+            raise DataError(f"{name} batch {step} is a {type(x).__name__}, not a tensor")
+        dtype = next(self.model.parameters()).dtype
+        x = x.to(self.device, dtype=dtype, non_blocking=True)
+        self.model.check_x(x, name=f"{name} batch {step}")
+        if not checked:
+            check_finite(x, name=f"{name} batch {step}")
+        return x
+
+    @staticmethod
+    def _set_epoch(loader: DataLoader, epoch: int) -> None:
+        for obj in (loader.dataset, loader.sampler, getattr(loader, "batch_sampler", None)):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(epoch)
+
+    # ------------------------------------------------------------------ loss evaluation
+    @torch.no_grad()
+    def evaluate_loss(self, data: Any, *, beta: float = 1.0, seed: int | None = None) -> float:
+        """Mean objective over ``data`` at ``beta`` (the validation loss uses β = 1)."""
+        loader, checked = self._loader(data, train=False, name="validation data")
+        if seed is not None:
+            seed_everything(seed)
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        for step, batch in enumerate(loader):
+            x = self._prepare(batch, checked, "validation data", step)
+            loss = self.objective(self.model, x, beta).loss
+            total += float(loss) * x.shape[0]
+            count += x.shape[0]
+        self.model.train(was_training)
+        return total / max(count, 1)
+
+    # ------------------------------------------------------------------ training
+    def _train_epoch(self, loader: DataLoader, checked: bool, epoch: int, beta: float) -> dict[str, float]:
+        cfg = self.config
+        self.model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        for step, batch in enumerate(loader):
+            x = self._prepare(batch, checked, "training data", step)
+            out = self.objective(self.model, x, beta)
+            if not torch.isfinite(out.loss):
+                bad = {k: v for k, v in out.scalars().items() if not math.isfinite(v)}
+                raise TrainingDivergedError(
+                    f"non-finite loss at epoch {epoch}, batch {step} (β={beta:.3g}): {bad}. "
+                    f"The last good checkpoint (epoch {self.epoch}) was left intact"
+                    + (f" at {self.checkpoint_path}" if self.checkpoint_path else "")
+                    + "; try a lower learning rate, a larger std_floor or a logvar_clamp.")
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.normalize_grads:
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.div_(p.grad.norm().clamp_min(1e-12))
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            logs = out.scalars()
+            n = x.shape[0]
+            count += n
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            for cb in self.callbacks:
+                cb.on_batch_end(self, step, logs)
+        if count == 0:
+            raise DataError("the training data produced no batches")
+        return {k: v / count for k, v in sums.items()}
+
+    def fit(
+        self, train_data: Any, val_data: Any = None, *, resume: bool | str | Path = False
+    ) -> list[dict[str, Any]]:
+        """Train until ``config.epochs`` or early stopping; returns the per-epoch history.
+
+        Args:
+            train_data: array/tensor ``(N, *x_shape)``, tuple ``(x, y)``, Dataset or DataLoader.
+            val_data: the same kinds; without it, early stopping watches the training loss at β = 1.
+            resume: ``True`` continues from ``out_dir/checkpoint.pt`` if it exists; a path continues
+                from that checkpoint (which must exist).
+        """
+        cfg = self.config
+        if resume:
+            path = self.checkpoint_path if resume is True else Path(resume)
+            if path is None:
+                raise ConfigError("resume=True needs the Trainer's out_dir")
+            if resume is not True or path.exists():
+                self.load_checkpoint(path)
+        train_loader, train_checked = self._loader(train_data, train=True, name="training data")
+        try:
+            self.batches_per_epoch = len(train_loader)
+        except TypeError:
+            self.batches_per_epoch = None
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        try:
+            while self.epoch < cfg.epochs and not self.stopped_early:
+                self._run_epoch(self.epoch + 1, train_loader, train_checked, val_data)
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
+
+    def _run_epoch(self, epoch: int, loader: DataLoader, checked: bool, val_data: Any) -> None:
+        cfg = self.config
+        seed_everything(derive_seed(cfg.seed, "epoch", epoch))
+        self._generator.manual_seed(derive_seed(cfg.seed, "shuffle", epoch))
+        self._set_epoch(loader, epoch)
+        beta = beta_warmup(epoch, cfg.warmup_epochs) if self.objective.uses_beta else 1.0
+        lr = cfg.lr * (lr_warmup_factor(epoch, cfg.warmup_epochs) if cfg.lr_schedule == "warmup" else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        start = time.perf_counter()
+        train_logs = self._train_epoch(loader, checked, epoch, beta)
+        if val_data is not None:
+            val_loss = self.evaluate_loss(val_data, beta=1.0, seed=derive_seed(cfg.seed, "val", epoch))
+        else:
+            val_loss = train_logs["loss"] if beta >= 1.0 else math.nan
+        if not math.isfinite(val_loss) and beta >= 1.0:
+            raise TrainingDivergedError(f"non-finite validation loss at epoch {epoch}; the last good "
+                                        f"checkpoint (epoch {self.epoch}) was left intact")
+        # Early stopping and best-model selection only once β = 1 (the counter is idle in warm-up).
+        improved = False
+        if beta >= 1.0 or not self.objective.uses_beta:
+            if val_loss < self.best_val:
+                self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+                self.best_state = copy.deepcopy(self.model.state_dict())
+                improved = True
+            else:
+                self.bad_epochs += 1
+            if cfg.early_stopping and self.bad_epochs > cfg.effective_patience:
+                self.stopped_early = True
+        self.epoch = epoch
+        logs = {"epoch": epoch, "beta": beta, "lr": lr, "train_loss": train_logs.pop("loss"),
+                "val_loss": val_loss, "best": improved, "seconds": time.perf_counter() - start}
+        logs.update({f"train/{k}": v for k, v in train_logs.items()})
+        self.history.append(logs)
+        if self.checkpoint_path is not None and (epoch % cfg.checkpoint_every == 0 or
+                                                 self.stopped_early or epoch == cfg.epochs):
+            self.save_checkpoint()
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+
+
+def fit(
+    model: LatentVariableModel,
+    objective: Objective,
+    train_data: Any,
+    val_data: Any = None,
+    *,
+    config: TrainerConfig | None = None,
+    callbacks: Iterable[Callback] = (),
+    out_dir: str | Path | None = None,
+    resume: bool | str | Path = False,
+) -> list[dict[str, Any]]:
+    """Functional shortcut for ``Trainer(model, objective, config, ...).fit(train_data, val_data)``."""
+    trainer = Trainer(model, objective, config, callbacks=list(callbacks), out_dir=out_dir)
+    return trainer.fit(train_data, val_data, resume=resume)

@@ -1,0 +1,48 @@
+"""Small hand-built models whose densities are known in closed form."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchmim.distributions import ConditionalGaussian, StandardNormal
+from torchmim.models import LatentVariableModel
+
+
+class AffineGaussianHead(nn.Module):
+    """(mean, logvar) = (A c + b, constant log-variance): a linear-Gaussian conditional."""
+
+    def __init__(self, A: torch.Tensor, b: torch.Tensor, logvar: torch.Tensor) -> None:
+        super().__init__()
+        self.A = nn.Parameter(A.clone())
+        self.b = nn.Parameter(b.clone())
+        self.logvar = nn.Parameter(logvar.clone())
+
+    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = c @ self.A.T + self.b
+        return mean, self.logvar.expand_as(mean)
+
+
+def linear_gaussian_model(W: torch.Tensor, b: torch.Tensor, sigma: float,
+                          exact_posterior: bool = True) -> LatentVariableModel:
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, σ²I) and q(z|x) the exact posterior (W with orthogonal
+    columns, so the posterior covariance is diagonal) or a perturbed one."""
+    x_dim, z_dim = W.shape
+    dec = AffineGaussianHead(W, b, torch.full((x_dim,), 2 * torch.log(torch.tensor(sigma)).item()))
+    prec = torch.eye(z_dim) + W.T @ W / sigma**2
+    cov = torch.linalg.inv(prec)
+    A = cov @ W.T / sigma**2
+    c = -A @ b
+    logvar = torch.log(torch.diagonal(cov))
+    if not exact_posterior:
+        A, c, logvar = 0.9 * A, c + 0.1, logvar + 0.3
+    enc = AffineGaussianHead(A, c, logvar)
+    return LatentVariableModel(
+        ConditionalGaussian(enc, std_floor=0.0), ConditionalGaussian(dec, std_floor=0.0),
+        StandardNormal(z_dim), x_shape=(x_dim,), z_shape=(z_dim,))
+
+
+def exact_log_marginal(W: torch.Tensor, b: torch.Tensor, sigma: float, x: torch.Tensor) -> torch.Tensor:
+    """log N(x; b, W Wᵀ + σ² I)."""
+    cov = W @ W.T + sigma**2 * torch.eye(W.shape[0])
+    return torch.distributions.MultivariateNormal(b, cov).log_prob(x)

@@ -1,0 +1,162 @@
+"""Evaluation measures against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import torchmim as tm
+from torchmim.metrics import (
+    active_units,
+    importance_sampled_nll,
+    knn_accuracy,
+    ksg_mutual_information,
+    latent_activity,
+    posterior_variance,
+    reconstruction_rmse,
+)
+
+from .helpers import exact_log_marginal, linear_gaussian_model
+
+
+@pytest.mark.parametrize("dim, rho", [(1, 0.0), (1, 0.5), (1, 0.9), (2, 0.0), (2, 0.8), (3, 0.6)])
+def test_ksg_matches_gaussian_closed_form(dim, rho):
+    """x, z ∈ R^d with corr(x_i, z_i) = ρ: I(x; z) = −(d/2) log(1 − ρ²) nats."""
+    rng = np.random.default_rng(dim * 100 + int(rho * 10))
+    n = 4000
+    x = rng.standard_normal((n, dim))
+    z = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, dim))
+    exact = -0.5 * dim * math.log(1 - rho**2)
+    est = ksg_mutual_information(x, z, k=5)
+    assert est == pytest.approx(exact, abs=0.04 + 0.03 * exact)
+
+
+def test_ksg_underestimates_in_higher_dimensions():
+    """KSG's known negative bias grows with dimension (Gao et al. 2016): 4+4 dimensions at N = 4000
+    give about 85% of the true 0.575 nats. Compare MI only at equal N, k and dimensions."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4000, 4))
+    z = 0.5 * x + math.sqrt(0.75) * rng.standard_normal((4000, 4))
+    exact = -2 * math.log(0.75)
+    assert 0.75 * exact < ksg_mutual_information(x, z) < exact
+
+
+def test_ksg_is_invariant_to_argument_order_and_detects_dependence():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 2))
+    z = np.tanh(x) + 0.1 * rng.standard_normal((2000, 2))
+    assert ksg_mutual_information(x, z) == pytest.approx(ksg_mutual_information(z, x), abs=1e-9)
+    assert ksg_mutual_information(x, z) > 2.0
+
+
+def test_ksg_rejects_bad_input():
+    x = np.zeros((10, 2))
+    with pytest.raises(tm.DataError, match="same number of samples"):
+        ksg_mutual_information(x, np.zeros((9, 2)))
+    with pytest.raises(tm.DataError, match="NaN"):
+        ksg_mutual_information(np.full((10, 1), np.nan), np.zeros((10, 1)))
+    with pytest.raises(tm.DataError, match="k must be"):
+        ksg_mutual_information(x, x, k=10)
+
+
+def _linear_setup():
+    torch.set_default_dtype(torch.float64)
+    W = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]]) @ torch.tensor([[0.6, -0.8], [0.8, 0.6]])
+    W = torch.linalg.qr(W)[0] * torch.tensor([1.5, 0.7])  # orthogonal columns, unequal norms
+    b = torch.tensor([0.5, -1.0, 0.2])
+    return W, b, 0.4
+
+
+def test_is_nll_is_exact_with_the_true_posterior(float64):
+    """With q(z|x) = p(z|x) every importance weight equals p(x): the estimate is exact at any S."""
+    W, b, sigma = _linear_setup()
+    model = linear_gaussian_model(W, b, sigma, exact_posterior=True)
+    x = torch.randn(50, 3) * 1.5 + b
+    exact = -exact_log_marginal(W, b, sigma, x).mean().item()
+    assert importance_sampled_nll(model, x, num_samples=1) == pytest.approx(exact, abs=1e-9)
+
+
+def test_is_nll_converges_with_an_approximate_posterior(float64):
+    W, b, sigma = _linear_setup()
+    model = linear_gaussian_model(W, b, sigma, exact_posterior=False)
+    x = torch.randn(40, 3) * 1.5 + b
+    exact = -exact_log_marginal(W, b, sigma, x).mean().item()
+    one = importance_sampled_nll(model, x, num_samples=1)
+    many = importance_sampled_nll(model, x, num_samples=4000, max_pairs=10_000)
+    assert one > exact  # a single sample is a bound in expectation, clearly loose here
+    assert many == pytest.approx(exact, abs=0.01)
+    # chunking over samples does not change the estimate beyond Monte Carlo noise
+    chunked = importance_sampled_nll(model, x, num_samples=4000, max_pairs=40)
+    assert chunked == pytest.approx(many, abs=0.01)
+
+
+def test_marginal_distribution_log_prob_is_the_is_estimate(float64):
+    W, b, sigma = _linear_setup()
+    model = linear_gaussian_model(W, b, sigma, exact_posterior=True)
+    x = torch.randn(5, 3)
+    qx = model.data_distribution()
+    assert qx.log_prob(x).detach().numpy() == pytest.approx(exact_log_marginal(W, b, sigma, x).numpy())
+    assert qx.sample((4,)).shape == (4, 3)
+
+
+def test_reconstruction_error_of_an_identity_like_model(float64):
+    """A decoder that inverts the encoder mean with tiny variances reconstructs exactly in the mean."""
+    W, b, sigma = _linear_setup()
+    model = linear_gaussian_model(W, b, sigma)
+    x = torch.randn(100, 3)
+    err_mean = reconstruction_rmse(model, x, sample=False, reduction="rms")
+    # through the means: x̃ = W A (x − b) + b, the projection of x − b onto span(W), shrunk
+    A = model.encoder.network.A.detach()
+    x_rec = (x @ A.T + model.encoder.network.b.detach()) @ W.T + b
+    assert err_mean == pytest.approx(((x - x_rec) ** 2).sum(1).mean().sqrt().item())
+    assert reconstruction_rmse(model, x) > err_mean * 0.5  # sampling adds noise
+
+
+def test_knn_accuracy_against_a_hand_example():
+    z_train = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+    y_train = np.array([0, 0, 0, 1, 1, 1])
+    z_test = np.array([[0.05], [5.05], [2.4], [2.7]])
+    y_test = np.array([0, 1, 1, 1])
+    assert knn_accuracy(z_train, y_train, z_test, y_test, k=3) == pytest.approx(0.75)
+    with pytest.raises(tm.DataError, match="differ in length"):
+        knn_accuracy(z_train, y_train[:-1], z_test, y_test)
+
+
+def test_collapse_diagnostics_on_a_collapsed_and_an_active_model():
+    model = tm.MLPModelConfig(hidden=4).build()
+    with torch.no_grad():  # make the encoder ignore x and output the prior: full collapse
+        for p in model.encoder.parameters():
+            p.zero_()
+    x = torch.randn(500, 2)
+    assert posterior_variance(model, x).numpy() == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert active_units(model, x) == 0
+    with torch.no_grad():  # let z_0's mean depend on x_0
+        model.encoder.network[0].weight[0, 0] = 1.0
+        model.encoder.network[-1].weight[0, 0] = 3.0
+    assert latent_activity(model, x)[0] > 0.01
+    assert active_units(model, x) >= 1
+
+
+def test_metrics_check_their_input():
+    model = tm.MLPModelConfig(hidden=4).build()
+    with pytest.raises(tm.DataError, match=r"shape \(5, 3\).*expects \(batch, 2\)"):
+        importance_sampled_nll(model, torch.randn(5, 3), 10)
+    bad = torch.randn(5, 2)
+    bad[2, 1] = float("nan")
+    with pytest.raises(tm.DataError, match="NaN.*row 2"):
+        reconstruction_rmse(model, bad)
+
+
+def test_evaluate_reports_sizes_and_is_deterministic():
+    model = tm.MLPModelConfig(hidden=8).build()
+    mix = tm.paper_2d_mixture()
+    x, y = mix.sample(300, seed=1)
+    xt, yt = mix.sample(300, seed=2)
+    a = tm.metrics.evaluate(model, x, y, x_train=xt, y_train=yt, nll_samples=20, seed=3)
+    b = tm.metrics.evaluate(model, x, y, x_train=xt, y_train=yt, nll_samples=20, seed=3)
+    assert a == b
+    assert a["n_test"] == 300 and a["ksg_k"] == 5 and a["knn_k"] == 5
+    assert set(a) >= {"mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units"}
