@@ -1,4 +1,4 @@
-"""The ``torchmim`` command line: ``demo``, ``train``, ``evaluate`` and ``config``.
+"""The ``torchmim`` command line: ``demo``, ``train``, ``evaluate``, ``sweep``, ``report``, ``config``.
 
 Every error torchmim knows about (bad config key, wrong data shape, missing or corrupt checkpoint,
 diverged training) is printed as one line, ``error: ...``, with exit status 2 — no stack trace.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +149,64 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(text + "\n")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results folder (default: results/NAME, or results/NAME-quick).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: one per CPU core).")
+@click.option("--quick", is_flag=True, help="The same grid with fewer seeds, epochs and points: "
+              "the shape of the result in minutes.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Use seeds 0..N-1.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs per run.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override an entry of every cell's run config, e.g. -s eval.nll_samples=200.")
+@click.option("--list", "list_", is_flag=True, help="List the named sweeps and exit.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_friendly
+def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bool,
+          seeds: int | None, epochs: int | None, overrides: tuple[str, ...], list_: bool,
+          progress: bool) -> None:
+    """Run the sweep NAME (fig3, fig4, fig5, appendix-d1 ... d4) or a sweep defined in a YAML file.
+
+    Cells run in parallel worker processes; finished cells are skipped, so rerunning an interrupted
+    sweep resumes it. Writes results.csv, summary.csv and the figures into the output folder.
+    """
+    from .errors import ConfigError
+    from .experiments import EXPERIMENTS, get_sweep, run_sweep
+
+    if list_:
+        for key in EXPERIMENTS.names():
+            spec = EXPERIMENTS.get(key)()
+            cells = math.prod(len(v) for v in spec.grid.values())
+            click.echo(f"{key:12s} {cells:4d} cells  {spec.description[:70]}…")
+        return
+    if name is None:
+        raise ConfigError("name a sweep (see `torchmim sweep --list`) or a sweep YAML file")
+    spec = get_sweep(name).resolved(quick=quick, overrides=list(overrides), seeds=seeds,
+                                    epochs=epochs)
+    out_dir = out_dir or Path("results") / (spec.name + ("-quick" if quick else ""))
+    result = run_sweep(spec, out_dir, workers=workers, progress=progress,
+                       mode="quick" if quick else "full")
+    click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
+               + (f", {len(result.failures)} failed (see failures.json)" if result.failures else ""))
+    click.echo(f"results: {out_dir / 'results.csv'}")
+    if result.failures:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("results_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output HTML file (default: RESULTS_DIR/index.html).")
+@_friendly
+def report(results_dir: Path, out_file: Path | None) -> None:
+    """Build one HTML page with the tables and figures of every sweep below RESULTS_DIR."""
+    from .report import build_report
+
+    click.echo(f"wrote {build_report(results_dir, out_file)}")
 
 
 @main.command(name="config")

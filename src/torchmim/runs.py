@@ -36,7 +36,7 @@ from .seeding import derive_seed, seed_everything
 from .training.callbacks import Callback, CSVLogger
 from .training.trainer import Trainer, TrainerConfig
 
-__all__ = ["EvalConfig", "RunConfig", "RunResult", "run"]
+__all__ = ["EvalConfig", "InitConfig", "RunConfig", "RunResult", "run"]
 
 
 @dataclass
@@ -59,6 +59,15 @@ class EvalConfig:
 
 
 @dataclass
+class InitConfig:
+    """A first training stage with another objective, whose best model starts the main stage
+    (Appendix D.4 trains CE → MIM and MIM → CE)."""
+
+    objective: Objective = field(default_factory=MIM)
+    epochs: int = 50
+
+
+@dataclass
 class RunConfig:
     """Everything that defines a run; round-trips through YAML/JSON.
 
@@ -71,6 +80,7 @@ class RunConfig:
     train: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
+    init: InitConfig | None = None
 
     def __post_init__(self) -> None:
         if self.train.seed not in (0, self.seed):
@@ -109,6 +119,17 @@ class RunResult:
     out_dir: Path | None = None
 
 
+def _first_examples(dataset: Any, n: int) -> Any:
+    """The first ``n`` observations of a Dataset of ``(x, y)`` pairs or ``x`` tensors, stacked."""
+    import torch
+
+    from .data.loading import batch_x
+
+    n = min(n, len(dataset))
+    return torch.stack([batch_x(dataset[i]) if not isinstance(dataset[i], torch.Tensor)
+                        else dataset[i] for i in range(n)])
+
+
 def run(
     config: RunConfig,
     out_dir: str | Path | None = None,
@@ -131,6 +152,8 @@ def run(
         raise ConfigError(f"the model expects observations of shape {model.x_shape} but data "
                           f"{to_dict(config.data)['name']!r} has shape {data.x_shape}; set the "
                           "model's input size (e.g. model.x_dim) to match")
+    if not resume or out is None or not (out / "checkpoint.pt").exists():
+        model.initialize_from_data(_first_examples(data.train, 1000))
     train_cfg = config.train if progress is None else dataclasses.replace(config.train, progress=progress)
     cbs = list(callbacks or [])
     if out is not None:
@@ -138,6 +161,13 @@ def run(
         config.save(out / "config.yaml")
         (out / "environment.json").write_text(json.dumps(environment_info(), indent=2) + "\n")
         cbs.append(CSVLogger(out / "history.csv"))
+    if config.init is not None:  # first stage (its own checkpoint folder, so it resumes too)
+        stage = Trainer(model, config.init.objective,
+                        dataclasses.replace(train_cfg, epochs=config.init.epochs),
+                        out_dir=None if out is None else out / "init")
+        stage.fit(data.train, data.val[0], resume=resume)
+        if out is not None:
+            save_model(stage.model, out / "init" / "model.pt")
     trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out)
     if progress_desc and trainer.callbacks and hasattr(trainer.callbacks[0], "desc"):
         trainer.callbacks[0].desc = progress_desc

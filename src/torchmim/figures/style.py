@@ -6,11 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 
-__all__ = ["COLORS", "objective_color", "LABELS"]
+__all__ = ["COLORS", "LABELS", "objective_color", "objective_label"]
 
 COLORS = {"mim": "tab:blue", "amim": "tab:cyan", "vae": "tab:red", "ae": "tab:gray",
-          "ce": "tab:green"}
-LABELS = {"mim": "MIM", "amim": "A-MIM", "vae": "VAE", "ae": "AE", "ce": "CE"}
+          "ce": "tab:green", "mim_minus_h": "tab:blue", "vae_plus_h": "tab:red"}
+LABELS = {"mim": "MIM", "amim": "A-MIM", "vae": "VAE", "ae": "AE", "ce": "CE",
+          "mim_minus_h": "MIM − H", "vae_plus_h": "VAE + H"}
 
 
 def objective_color(name: str) -> str:
@@ -22,3 +23,8 @@ def objective_color(name: str) -> str:
         if key.startswith(prefix):
             return color
     return "tab:purple"
+
+
+def objective_label(name: str) -> str:
+    """Display name of an objective (``mim`` → ``MIM``)."""
+    return LABELS.get(name.lower(), name)

@@ -227,6 +227,13 @@ class LatentVariableModel(nn.Module):
             done += s
         return total - math.log(num_samples)
 
+    def initialize_from_data(self, x: Tensor) -> None:
+        """Data-dependent initialisation before training (e.g. VampPrior pseudo-inputs from training
+        images): calls ``initialize_from_data(x)`` on every submodule that defines it."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "initialize_from_data"):
+                module.initialize_from_data(x)
+
     @property
     def num_parameters(self) -> int:
         """Number of trainable parameters (shared modules counted once)."""

@@ -3,6 +3,7 @@
 from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, draw, encoder_path, path_loss
 from .baselines import AE, VAE
 from .cross_entropy import CE, ce_per_sample
+from .entropy_variants import MIMMinusEntropy, VAEPlusEntropy
 from .mim import AMIM, MIM, mim_loss, mim_per_sample
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "AMIM",
     "CE",
     "MIM",
+    "MIMMinusEntropy",
     "VAE",
+    "VAEPlusEntropy",
     "Objective",
     "ObjectiveOutput",
     "ce_per_sample",

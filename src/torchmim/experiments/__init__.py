@@ -1,0 +1,35 @@
+"""Experiments: named sweeps of runs, their runner, aggregation, figures and results page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..registry import Registry
+from . import paper
+from .aggregate import aggregate, summarize
+from .executors import Executor, LocalProcessExecutor, SerialExecutor, make_executor
+from .runner import SweepResult, read_csv, run_cell, run_sweep
+from .spec import Cell, FigureSpec, SweepSpec, expand, load_sweep_file
+
+__all__ = ["EXPERIMENTS", "Cell", "Executor", "FigureSpec", "LocalProcessExecutor",
+           "SerialExecutor", "SweepResult", "SweepSpec", "aggregate", "expand", "get_sweep",
+           "load_sweep_file", "make_executor", "read_csv", "run_cell", "run_sweep", "summarize"]
+
+#: Named sweeps (``torchmim sweep NAME``); each entry returns a :class:`SweepSpec`.
+EXPERIMENTS: Registry[Callable[[], SweepSpec]] = Registry("experiment")
+EXPERIMENTS.register("fig3", paper.fig3)
+EXPERIMENTS.register("fig4", paper.fig4)
+EXPERIMENTS.register("fig5", paper.fig5)
+EXPERIMENTS.register("appendix-d1", paper.appendix_d1)
+EXPERIMENTS.register("appendix-d2", paper.appendix_d2)
+EXPERIMENTS.register("appendix-d3", paper.appendix_d3)
+EXPERIMENTS.register("appendix-d4", paper.appendix_d4)
+
+
+def get_sweep(name_or_file: str | Path) -> SweepSpec:
+    """A registered sweep by name, or a user sweep from a YAML/JSON file."""
+    path = Path(name_or_file)
+    if path.suffix in (".yaml", ".yml", ".json"):
+        return load_sweep_file(path)
+    return EXPERIMENTS.get(str(name_or_file))()

@@ -1,0 +1,66 @@
+"""Aggregation over seeds: mean, standard deviation and count per (group, x)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import SweepSpec
+
+__all__ = ["aggregate", "summarize", "series"]
+
+
+def aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str], metrics: Sequence[str]
+              ) -> list[dict[str, Any]]:
+    """Group ``rows`` by the columns ``by`` and reduce each metric to ``<m>_mean``, ``<m>_std``
+    (sample standard deviation, ddof = 1; 0 for a single seed) and ``n``.
+
+    Groups keep the order in which they first appear; rows missing a metric (or with NaN) are left
+    out of that metric's statistics.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
+    out = []
+    for key, members in groups.items():
+        entry: dict[str, Any] = dict(zip(by, key))
+        entry["n"] = len(members)
+        for m in metrics:
+            vals = np.array([float(r[m]) for r in members
+                             if r.get(m) is not None and not _isnan(r[m])], dtype=float)
+            entry[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
+            entry[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def series(summary: Sequence[dict[str, Any]], group: str, x: str, metric: str
+           ) -> dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per group value: (x values sorted, means, standard deviations) of ``metric``."""
+    out: dict[Any, list[tuple[float, float, float]]] = {}
+    for e in summary:
+        out.setdefault(e.get(group, "all"), []).append((e[x], e[f"{metric}_mean"], e[f"{metric}_std"]))
+    result = {}
+    for g, pts in out.items():
+        pts.sort(key=lambda p: p[0])
+        arr = np.array(pts, dtype=float)
+        result[g] = (arr[:, 0], arr[:, 1], arr[:, 2])
+    return result
+
+
+def summarize(rows: Sequence[dict[str, Any]], spec: SweepSpec, out_dir: Path) -> list[dict[str, Any]]:
+    """Write ``summary.csv`` (grouped by every grid key except ``seed``) and return it."""
+    from .runner import write_csv
+
+    by = [k for k in spec.grid if k != "seed"]
+    summary = aggregate(rows, by, spec.metrics)
+    write_csv(Path(out_dir) / "summary.csv", summary, first=by)
+    return summary

@@ -1,0 +1,70 @@
+"""Where cells run, kept apart from what a cell is: serially, or in local worker processes.
+
+An executor takes a function and a list of plain-data payloads and yields ``(payload, result)``
+pairs as they finish. Another executor (vectorised groups of same-shape cells, a Ray cluster) only
+has to implement :meth:`Executor.map`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+__all__ = ["Executor", "SerialExecutor", "LocalProcessExecutor", "make_executor"]
+
+
+class Executor:
+    """Runs ``fn(payload)`` for every payload; yields ``(payload, result)`` in completion order."""
+
+    def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class SerialExecutor(Executor):
+    """In this process, one cell after the other."""
+
+    def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        for p in payloads:
+            yield p, fn(p)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+class LocalProcessExecutor(Executor):
+    """``workers`` processes on this machine (spawned, so each has a clean torch runtime), each with
+    ``threads`` torch threads (default: the cores divided among the workers)."""
+
+    def __init__(self, workers: int, threads: int | None = None) -> None:
+        self.workers = max(1, int(workers))
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+
+    def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        ctx = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.threads,))
+        pending: dict[Future, Any] = {}
+        todo = list(payloads)
+        try:
+            while todo or pending:
+                while todo and len(pending) < 2 * self.workers:  # bounded queue
+                    p = todo.pop(0)
+                    pending[pool.submit(fn, p)] = p
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield pending.pop(fut), fut.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_executor(workers: int | None) -> Executor:
+    """Serial for one worker, local processes otherwise (default: one per core)."""
+    workers = os.cpu_count() or 1 if workers is None else workers
+    return SerialExecutor() if workers <= 1 else LocalProcessExecutor(workers)

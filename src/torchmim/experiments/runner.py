@@ -1,0 +1,235 @@
+"""Running a sweep: cells → executor → one tidy ``results.csv``, then aggregation and figures.
+
+The output folder::
+
+    sweep.json      the resolved spec, the mode, cell counts and wall-clock time
+    results.csv     one row per finished cell: cell id, objective, seed, grid values, all metrics,
+                    and every field of the cell's run config (dotted column names)
+    summary.csv     mean, standard deviation and count over seeds, per group and x
+    failures.json   cells that raised (the sweep goes on without them)
+    *.png           the sweep's figures
+    cells/<id>/     each cell's run folder (model, checkpoint, history, metrics)
+
+Cells whose ``metrics.json`` exists are skipped and cells with a checkpoint resume, so an
+interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import to_dict
+from ..errors import ConfigError, TorchMIMError
+from .executors import Executor, make_executor
+from .spec import Cell, SweepSpec, expand
+
+__all__ = ["run_cell", "run_sweep", "SweepResult", "flatten", "write_csv", "read_csv"]
+
+METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units",
+                  "epochs", "best_epoch", "best_val_loss", "train_seconds", "n_test", "n_train",
+                  "ksg_k", "knn_k", "nll_samples"]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts → one level with dotted keys; lists become JSON strings."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple, dict)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], first: list[str] | None = None) -> None:
+    """Write rows (dicts) to CSV atomically; columns in ``first`` lead, the rest in first-seen order."""
+    columns: list[str] = []
+    for c in (first or []):
+        if any(c in r for r in rows) and c not in columns:
+            columns.append(c)
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write_text(path, buf.getvalue())
+
+
+def _parse(value: str) -> Any:
+    if value == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    if value in ("True", "False"):
+        return value == "True"
+    return value
+
+
+def read_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a results table, with numbers parsed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no results table at {path}")
+    with path.open(newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _row(cell: Cell, metrics: dict[str, Any]) -> dict[str, Any]:
+    config = cell.config.to_dict()
+    row: dict[str, Any] = {"cell": cell.id, "objective": config["objective"]["name"],
+                           "seed": cell.config.seed}
+    row.update(cell.params)
+    row.update({k: metrics[k] for k in METRIC_COLUMNS if k in metrics})
+    row.update({k: v for k, v in metrics.items() if k not in row})
+    row.update({k: v for k, v in flatten(config).items() if k not in row})
+    return row
+
+
+def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one cell in its folder (``payload["root"]/cells/<id>``), resuming if it was interrupted.
+
+    Returns ``{"id", "metrics"}`` or ``{"id", "error"}``; never raises for a torchmim error, so one
+    diverged cell does not stop the sweep. A worker-process entry point: plain data in and out.
+    """
+    from ..runs import run
+
+    cell = Cell.from_payload(payload)
+    out = Path(payload["root"]) / "cells" / cell.id
+    try:
+        result = run(cell.config, out, resume=True, progress=False)
+    except TorchMIMError as e:
+        return {"id": cell.id, "error": f"{type(e).__name__}: {e}"}
+    return {"id": cell.id, "metrics": result.metrics}
+
+
+def _finished_metrics(cell: Cell, root: Path) -> dict[str, Any] | None:
+    folder = root / "cells" / cell.id
+    metrics_file, config_file = folder / "metrics.json", folder / "config.yaml"
+    if not metrics_file.is_file():
+        return None
+    if config_file.is_file():
+        from ..runs import RunConfig
+
+        if RunConfig.from_file(config_file).to_dict() != cell.config.to_dict():
+            raise ConfigError(
+                f"{folder} holds a finished run with a different config than cell {cell.id} of "
+                "this sweep (another mode or grid?); use another --out folder or delete it")
+    return json.loads(metrics_file.read_text())
+
+
+@dataclass
+class SweepResult:
+    """A finished (or partly finished) sweep."""
+
+    spec: SweepSpec
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    failures: dict[str, str]
+    cells: list[Cell]
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures and len(self.rows) == len(self.cells)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    *,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    mode: str = "full",
+    figures: bool = True,
+) -> SweepResult:
+    """Run every unfinished cell of ``spec`` and write results, summary and figures to ``out_dir``."""
+    from .aggregate import summarize
+    from .figures import draw_sweep_figures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = expand(spec)
+    state_file = out / "sweep.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if state.get("spec") and state["spec"] != to_dict(spec):
+        raise ConfigError(f"{out} holds the results of a different sweep spec (name "
+                          f"{state['spec'].get('name')!r}, mode {state.get('mode')!r}); use another "
+                          "--out folder or delete it")
+    state.update({"name": spec.name, "mode": mode, "spec": to_dict(spec), "cells": len(cells)})
+    state.setdefault("wall_seconds", 0.0)
+    _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+
+    metrics: dict[str, dict[str, Any]] = {}
+    todo = []
+    for cell in cells:
+        done = _finished_metrics(cell, out)
+        if done is not None:
+            metrics[cell.id] = done
+        else:
+            todo.append(cell)
+    failures: dict[str, str] = {}
+    by_id = {c.id: c for c in cells}
+
+    def rows() -> list[dict[str, Any]]:
+        return [_row(c, metrics[c.id]) for c in cells if c.id in metrics]
+
+    def save_tables() -> None:
+        write_csv(out / "results.csv", rows(), first=["cell", "objective", "seed", *spec.grid])
+        _atomic_write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
+
+    start = time.perf_counter()
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"sweep {spec.name}",
+                   unit="cell", dynamic_ncols=True)
+    executor = executor or make_executor(workers)
+    payloads = [{**c.to_payload(), "root": str(out.resolve())} for c in todo]
+    try:
+        for payload, result in executor.map(run_cell, payloads):
+            if "error" in result:
+                failures[result["id"]] = result["error"]
+            else:
+                metrics[result["id"]] = result["metrics"]
+            save_tables()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(by_id[result["id"]].id, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+        state["wall_seconds"] = state.get("wall_seconds", 0.0) + (time.perf_counter() - start)
+        state["finished"] = len(metrics)
+        state["failed"] = len(failures)
+        _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+    save_tables()
+    result_rows = rows()
+    if result_rows:
+        summarize(result_rows, spec, out)
+        if figures:
+            draw_sweep_figures(spec, out, result_rows, cells)
+    return SweepResult(spec, out, result_rows, failures, cells)
+
+

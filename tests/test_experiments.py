@@ -1,0 +1,171 @@
+"""Sweeps: spec expansion, aggregation on hand-made tables, resume, and every paper experiment end
+to end in a tiny --quick mode."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import torchmim as tm
+from torchmim.cli import main
+from torchmim.experiments import (
+    EXPERIMENTS,
+    SweepSpec,
+    aggregate,
+    expand,
+    get_sweep,
+    load_sweep_file,
+    read_csv,
+    run_sweep,
+)
+from torchmim.experiments.aggregate import series
+from torchmim.report import build_report, claims
+
+# Tiny overrides on top of --quick so that every experiment runs in seconds here.
+TINY = ["train.epochs=2", "data.n_train=300", "data.n_val=200", "data.n_test=300",
+        "eval.max_points=300", "eval.nll_samples=10"]
+
+
+def test_aggregate_on_a_hand_made_table():
+    rows = [
+        {"objective": "mim", "w": 5, "seed": 0, "mi": 2.0, "nll": 1.0},
+        {"objective": "mim", "w": 5, "seed": 1, "mi": 4.0, "nll": 3.0},
+        {"objective": "mim", "w": 5, "seed": 2, "mi": 6.0, "nll": float("nan")},
+        {"objective": "vae", "w": 5, "seed": 0, "mi": 1.0, "nll": 0.5},
+        {"objective": "mim", "w": 50, "seed": 0, "mi": 7.0, "nll": 2.0},
+    ]
+    out = aggregate(rows, ["objective", "w"], ["mi", "nll"])
+    assert [(e["objective"], e["w"], e["n"]) for e in out] == [("mim", 5, 3), ("vae", 5, 1),
+                                                               ("mim", 50, 1)]
+    mim5 = out[0]
+    assert mim5["mi_mean"] == pytest.approx(4.0) and mim5["mi_std"] == pytest.approx(2.0)
+    assert mim5["nll_mean"] == pytest.approx(2.0)  # the NaN row is left out of that metric
+    assert mim5["nll_std"] == pytest.approx(math.sqrt(2.0))
+    assert out[1]["mi_std"] == 0.0  # a single seed
+    xs, mean, std = series(out, "objective", "w", "mi")["mim"]
+    assert list(xs) == [5, 50] and list(mean) == [4.0, 7.0] and list(std) == [2.0, 0.0]
+
+
+def test_claims_on_a_hand_made_summary():
+    summary = [
+        {"objective.name": "mim", "w": 5, "mi_mean": 3.0, "mi_std": 0.1, "nll_mean": 2.0,
+         "nll_std": 0.1, "recon_rmse_mean": 0.1, "recon_rmse_std": 0.0, "knn_acc_mean": 0.9,
+         "knn_acc_std": 0.0},
+        {"objective.name": "vae", "w": 5, "mi_mean": 1.0, "mi_std": 0.1, "nll_mean": 2.5,
+         "nll_std": 0.1, "recon_rmse_mean": 0.5, "recon_rmse_std": 0.0, "knn_acc_mean": 0.5,
+         "knn_acc_std": 0.0},
+    ]
+    result = dict((text.split(" (")[0], ok) for text, ok in claims(summary, "w", "objective.name"))
+    assert result == {"w = 5: MIM has higher MI": True, "w = 5: MIM has higher 5-NN accuracy": True,
+                      "w = 5: MIM reconstructs better": True, "w = 5: VAE has the better NLL": False}
+
+
+def test_expand_products_variants_and_ids():
+    spec = SweepSpec(name="t", base={"model": {"hidden": 4}},
+                     grid={"model.z_dim": [2, 3], "objective.name": ["mim", "vae"],
+                           "v": [{"label": "a", "set": {"train.lr": 0.01}}, {"label": "b",
+                                                                              "set": {}}]})
+    cells = expand(spec)
+    assert len(cells) == 8
+    assert cells[0].id == "z_dim-2_objective-mim_v-a" and cells[0].params["v"] == "a"
+    assert cells[0].config.train.lr == 0.01 and cells[1].config.train.lr == 1e-3
+    assert len({c.id for c in cells}) == 8
+    with pytest.raises(tm.ConfigError, match="not a grid key"):
+        SweepSpec(name="t", grid={"seed": [0]}, x="model.hidden")
+    with pytest.raises(tm.ConfigError, match="unknown key"):
+        expand(SweepSpec(name="t", grid={"model.hiden": [1]}))
+
+
+def test_quick_mode_and_overrides_resize_the_grid():
+    spec = get_sweep("fig3")
+    full, quick = expand(spec), expand(spec.resolved(quick=True))
+    assert len(full) == 8 * 2 * 10 and len(quick) < len(full)
+    assert quick[0].config.train.epochs < full[0].config.train.epochs
+    seeded = spec.resolved(seeds=3, epochs=7, overrides=["eval.nll_samples=5"])
+    cells = expand(seeded)
+    assert len(cells) == 8 * 2 * 3 and cells[0].config.train.epochs == 7
+    assert cells[0].config.eval.nll_samples == 5
+
+
+def test_user_sweep_from_yaml_runs_resumes_and_reports(tmp_path):
+    sweep_file = tmp_path / "mine.yaml"
+    sweep_file.write_text(
+        "description: widths on a user mixture\n"
+        "base:\n  data: {name: gmm, means: [[0, 0], [2, 2]], std: 0.3, n_train: 300, n_val: 200,"
+        " n_test: 300}\n  train: {epochs: 2}\n  eval: {nll_samples: 10, max_points: 300}\n"
+        "grid:\n  model.hidden: [4, 8]\n  objective.name: [mim, vae]\n  seed: [0]\n"
+        "x: model.hidden\nfigures:\n  - {kind: curves, file: curves.png}\n")
+    spec = load_sweep_file(sweep_file)
+    assert spec.name == "mine"
+    out = tmp_path / "res"
+    first = run_sweep(spec, out, workers=1, progress=False)
+    assert first.complete and len(first.rows) == 4
+    rows = read_csv(out / "results.csv")
+    assert {"cell", "objective", "seed", "model.hidden", "mi", "nll", "recon_rmse", "knn_acc",
+            "train.epochs"} <= set(rows[0])
+    assert sorted(r["model.hidden"] for r in rows) == [4, 4, 8, 8]
+    # a second run skips every finished cell: the metrics files are not rewritten
+    stamp = (out / "cells" / first.cells[0].id / "metrics.json").stat().st_mtime_ns
+    second = run_sweep(spec, out, workers=1, progress=False)
+    assert (out / "cells" / first.cells[0].id / "metrics.json").stat().st_mtime_ns == stamp
+    assert [r["mi"] for r in second.rows] == [r["mi"] for r in first.rows]
+    summary = read_csv(out / "summary.csv")
+    assert len(summary) == 4 and summary[0]["n"] == 1
+    page = build_report(tmp_path).read_text()
+    assert "mine" in page and "res/curves.png" in page
+    # the same folder with a different spec is refused
+    with pytest.raises(tm.ConfigError, match="different sweep spec"):
+        run_sweep(spec.resolved(overrides=["train.epochs=3"]), out, workers=1, progress=False)
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path):
+    spec = get_sweep("appendix-d2").resolved(quick=True, overrides=TINY)
+    cell = expand(spec)[0]
+    folder = tmp_path / "cells" / cell.id
+    tm.run(cell.config.__class__.from_dict({**cell.config.to_dict(),
+                                             "train": {**cell.config.to_dict()["train"],
+                                                       "epochs": 1}}), folder)
+    (folder / "metrics.json").unlink()  # as if it stopped after epoch 1
+    result = run_sweep(spec, tmp_path, workers=1, progress=False)
+    history = (folder / "history.csv").read_text().strip().splitlines()
+    assert result.complete and len(history) == 1 + 2  # header + epoch 1 (kept) + epoch 2
+
+
+def test_parallel_workers_give_the_same_results_as_serial(tmp_path):
+    spec = get_sweep("fig3").resolved(quick=True, overrides=TINY + ["model.hidden=4"])
+    spec.grid = {"objective.name": ["mim", "vae"], "seed": [0]}
+    serial = run_sweep(spec, tmp_path / "a", workers=1, progress=False, figures=False)
+    parallel = run_sweep(spec, tmp_path / "b", workers=2, progress=False, figures=False)
+    assert [r["mi"] for r in serial.rows] == [r["mi"] for r in parallel.rows]
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS.names() if n != "fig5"])
+def test_every_experiment_runs_in_quick_mode(name, tmp_path):
+    spec = get_sweep(name).resolved(quick=True, overrides=TINY + (
+        ["init.epochs=1"] if name == "appendix-d4" else []))
+    spec.grid = {k: (v[:1] if k == "seed" else v) for k, v in spec.grid.items()}
+    result = run_sweep(spec, tmp_path, workers=1, progress=False)
+    assert result.complete, result.failures
+    for fig in spec.figures:
+        assert (tmp_path / fig.file).read_bytes()[:4] == b"\x89PNG", fig.file
+    state = json.loads((tmp_path / "sweep.json").read_text())
+    assert state["finished"] == len(result.cells) and state["wall_seconds"] > 0
+    assert np.isfinite([r["mi"] for r in result.rows]).all()
+
+
+def test_sweep_cli_lists_and_runs(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["sweep", "--list"])
+    assert res.exit_code == 0 and "fig3" in res.output and "appendix-d4" in res.output
+    res = runner.invoke(main, ["sweep", "appendix-d2", "--quick", "--out", str(tmp_path / "d2"),
+                               "--workers", "1", "--no-progress", *sum((["-s", t] for t in TINY), [])])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "d2" / "results.csv").is_file()
+    res = runner.invoke(main, ["report", str(tmp_path)])
+    assert res.exit_code == 0 and (tmp_path / "index.html").is_file()
+    res = runner.invoke(main, ["sweep", "fig33"])
+    assert res.exit_code == 2 and "Did you mean 'fig3'" in res.output
