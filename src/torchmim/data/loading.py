@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import TensorDataset
 
 from ..errors import DataError
 
@@ -70,10 +71,17 @@ def as_dataloader(
 
     Arrays and tensors (or a tuple ``(x, y)`` of them, x first) are validated once here; batches of user
     Datasets and DataLoaders are validated as they arrive.
+
+    In-memory data (a ``TensorDataset``, or a Dataset with ``batched_indexing = True`` whose
+    ``dataset[list_of_indices]`` returns a whole batch) is fetched one batch per index operation instead
+    of one sample at a time plus collation: the toy epochs spend ~12% of their time in per-sample
+    fetching otherwise (docs/benchmarks.md).
     """
     if isinstance(data, DataLoader):
         return data, False
     if isinstance(data, Dataset) and not isinstance(data, TensorDataset):
+        if getattr(data, "batched_indexing", False):
+            return _batched_loader(data, batch_size, shuffle, generator, drop_last, num_workers), False
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
                           drop_last=drop_last, num_workers=num_workers), False
     if isinstance(data, TensorDataset):
@@ -90,5 +98,17 @@ def as_dataloader(
         x = x.to(torch.get_default_dtype())
     check_finite(x, name=name)
     dataset = TensorDataset(x, *tensors[1:])
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=drop_last, num_workers=num_workers), True
+    return _batched_loader(dataset, batch_size, shuffle, generator, drop_last, num_workers), True
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def _batched_loader(dataset: Dataset, batch_size: int, shuffle: bool,
+                    generator: torch.Generator | None, drop_last: bool, num_workers: int) -> DataLoader:
+    """A DataLoader whose sampler yields lists of indices and whose dataset returns whole batches."""
+    base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    sampler = BatchSampler(base, batch_size=batch_size, drop_last=drop_last)
+    return DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_identity,
+                      num_workers=num_workers)

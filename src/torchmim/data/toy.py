@@ -111,7 +111,10 @@ class ResampledMixtureDataset(Dataset):
     """``size`` labelled points of a mixture, drawn afresh for every epoch (as the reference does).
 
     The points of epoch e are a deterministic function of (seed, e); the trainer calls ``set_epoch``.
+    ``dataset[list_of_indices]`` returns a whole batch (``batched_indexing``).
     """
+
+    batched_indexing = True
 
     def __init__(self, mixture: GaussianMixtureData, size: int, seed: int = 0) -> None:
         self.mixture, self.size, self.seed = mixture, int(size), int(seed)
@@ -124,7 +127,7 @@ class ResampledMixtureDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, i: int | list[int]) -> tuple[Tensor, Tensor]:
         return self.x[i], self.y[i]
 
 
