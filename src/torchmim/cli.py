@@ -128,8 +128,7 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
     from .config import apply_overrides, load_config_file
     from .errors import ConfigError
     from .io import load_model
-    from .metrics import evaluate as evaluate_model
-    from .runs import RunConfig
+    from .runs import RunConfig, evaluate_run
     from .seeding import derive_seed
 
     model = load_model(checkpoint)
@@ -139,11 +138,8 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
                           "evaluate on")
     config = RunConfig.from_dict(apply_overrides(load_config_file(cfg_path), overrides))
     data = config.data.load(seed=config.seed)
-    ev = config.eval
-    metrics = evaluate_model(
-        model, data.test[0], data.test[1], x_train=data.train_eval[0], y_train=data.train_eval[1],
-        ksg_k=ev.ksg_k, knn_k=ev.knn_k, max_points=ev.max_points, nll_samples=ev.nll_samples,
-        knn_latent=ev.knn_latent, seed=derive_seed(config.seed, "eval"))
+    metrics = evaluate_run(model, data, config.eval, seed=derive_seed(config.seed, "eval"),
+                           progress=True)
     text = json.dumps(metrics, indent=2)
     click.echo(text)
     if out_file is not None:

@@ -268,28 +268,43 @@ def evaluate(
     y_train: Any = None,
     ksg_k: int = 5,
     knn_k: int = 5,
+    extra_knn_k: tuple[int, ...] | list[int] = (),
     max_points: int = 10_000,
     nll_samples: int = 1000,
+    nll_points: int | None = None,
+    nll_batch_size: int = 256,
+    nll_max_pairs: int = 65536,
+    mi: bool = True,
     knn_latent: Literal["sample", "mean"] = "sample",
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, float]:
     """The paper's four measures and the collapse diagnostics, with N and k reported.
 
-    Returns a dict with ``mi`` (KSG nats), ``nll`` (IS nats), ``recon_rmse`` (mean ‖x − x̃‖),
-    ``knn_acc`` (if labels and training data are given), ``posterior_var`` (mean over dimensions),
-    ``active_units``, and ``n_test``, ``n_train``, ``ksg_k``, ``knn_k``, ``nll_samples``.
+    Returns a dict with ``mi`` (KSG nats; skipped with ``mi=False``, e.g. for images, where the paper
+    does not estimate it), ``nll`` (IS nats, on the first ``nll_points`` test points, default all),
+    ``recon_rmse`` (mean ‖x − x̃‖), ``knn_acc`` (k = ``knn_k``, if labels and training data are
+    given) and ``knn_acc_k<k>`` for every ``extra_knn_k``, ``posterior_var`` (mean over dimensions),
+    ``active_units``, and ``n_test``, ``n_train``, ``ksg_k``, ``knn_k``, ``nll_samples``,
+    ``nll_points``. ``nll_batch_size`` and ``nll_max_pairs`` bound the memory of the NLL (test
+    points per batch, decoder evaluations at once).
     """
     xt = _model_input(model, x_test, "x_test")[:max_points]
-    out: dict[str, float] = {
-        "mi": mutual_information(model, xt, k=ksg_k, max_points=max_points, seed=seed),
-        "nll": importance_sampled_nll(model, xt, nll_samples, seed=seed),
+    x_nll = xt if nll_points is None else xt[:nll_points]
+    out: dict[str, float] = {}
+    if mi:
+        out["mi"] = mutual_information(model, xt, k=ksg_k, max_points=max_points, seed=seed)
+        out["ksg_k"] = ksg_k
+    out.update({
+        "nll": importance_sampled_nll(model, x_nll, nll_samples, batch_size=nll_batch_size,
+                                      max_pairs=nll_max_pairs, seed=seed, progress=progress),
         "recon_rmse": reconstruction_rmse(model, xt, seed=seed),
         "posterior_var": float(posterior_variance(model, xt).mean()),
         "active_units": active_units(model, xt),
         "n_test": int(xt.shape[0]),
-        "ksg_k": ksg_k,
         "nll_samples": nll_samples,
-    }
+        "nll_points": int(x_nll.shape[0]),
+    })
     if y_test is not None and x_train is not None and y_train is not None:
         xtr = _model_input(model, x_train, "x_train")[:max_points]
         sample = knn_latent == "sample"
@@ -298,6 +313,8 @@ def evaluate(
         y_test_arr = np.asarray(y_test.cpu() if isinstance(y_test, Tensor) else y_test)[:max_points]
         y_train_arr = np.asarray(y_train.cpu() if isinstance(y_train, Tensor) else y_train)[:max_points]
         out["knn_acc"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=knn_k)
+        for k in extra_knn_k:
+            out[f"knn_acc_k{k}"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=k)
         out["n_train"] = int(xtr.shape[0])
         out["knn_k"] = knn_k
     if not all(math.isfinite(v) for v in out.values()):

@@ -1,7 +1,21 @@
 """Data: the paper's toy mixtures, loading helpers and the data-set registry."""
 
 from .base import DATASETS, DataConfig, DataSplits
+from .download import REMOTE_FILES, RemoteFile, cache_dir, download_url, fetch, md5sum
+from .idx import read_idx, write_idx
+from .images import (
+    FASHION_MNIST_CLASSES,
+    MNIST_CLASSES,
+    BinarizedImages,
+    FashionMNISTConfig,
+    MNISTConfig,
+    bernoulli_uniforms,
+    binarize_images,
+    read_idx_images,
+)
 from .loading import as_dataloader, as_tensor, batch_x, check_finite
+from .pca import FashionMNISTPCAConfig, pca_projection
+from .omniglot import OmniglotConfig, OmniglotImages, read_chardata, read_omniglot_pngs
 from .toy import (
     CustomMixtureConfig,
     GaussianMixtureData,
@@ -13,6 +27,8 @@ from .toy import (
 )
 
 __all__ = [
+    "FashionMNISTPCAConfig",
+    "pca_projection",
     "DATASETS",
     "CustomMixtureConfig",
     "DataConfig",
@@ -27,4 +43,25 @@ __all__ = [
     "check_finite",
     "paper_20d_mixture",
     "paper_2d_mixture",
+    # image data (MNIST, Fashion-MNIST, Omniglot)
+    "BinarizedImages",
+    "FASHION_MNIST_CLASSES",
+    "FashionMNISTConfig",
+    "MNISTConfig",
+    "MNIST_CLASSES",
+    "OmniglotConfig",
+    "OmniglotImages",
+    "REMOTE_FILES",
+    "RemoteFile",
+    "bernoulli_uniforms",
+    "binarize_images",
+    "cache_dir",
+    "download_url",
+    "fetch",
+    "md5sum",
+    "read_chardata",
+    "read_idx",
+    "read_idx_images",
+    "read_omniglot_pngs",
+    "write_idx",
 ]

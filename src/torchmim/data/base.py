@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -28,6 +28,8 @@ class DataSplits:
         x_shape: event shape of one observation.
         num_classes: number of labels.
         description: one line for reports.
+        info: facts about the data worth recording with every run's metrics (e.g. the variance a
+            PCA captures); ``run()`` adds them to ``metrics.json`` as ``data.<key>``.
     """
 
     train: Dataset
@@ -37,6 +39,7 @@ class DataSplits:
     x_shape: tuple[int, ...]
     num_classes: int
     description: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
