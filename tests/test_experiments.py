@@ -143,7 +143,7 @@ def test_parallel_workers_give_the_same_results_as_serial(tmp_path):
     assert [r["mi"] for r in serial.rows] == [r["mi"] for r in parallel.rows]
 
 
-@pytest.mark.parametrize("name", [n for n in EXPERIMENTS.names() if n != "fig5"])
+@pytest.mark.parametrize("name", EXPERIMENTS.names())
 def test_every_experiment_runs_in_quick_mode(name, tmp_path):
     spec = get_sweep(name).resolved(quick=True, overrides=TINY + (
         ["init.epochs=1"] if name == "appendix-d4" else []))
