@@ -80,6 +80,25 @@ def test_expand_products_variants_and_ids():
         expand(SweepSpec(name="t", grid={"model.hiden": [1]}))
 
 
+def test_exclude_presets_and_variant_selection():
+    arch = [{"label": "A", "set": {"model.hidden": 3}}, {"label": "B", "set": {"model.hidden": 5}}]
+    spec = SweepSpec(name="t", grid={"arch": arch, "objective.name": ["mim", "amim", "vae"]},
+                     exclude=[{"arch": "A", "objective.name": "amim"},
+                              {"arch": ["B"], "objective.name": "mim"}],
+                     presets={"small": {"grid": {"arch": ["B"]}, "set": {"train.epochs": 2},
+                                        "description": "only B"}})
+    assert [c.id for c in expand(spec)] == ["arch-A_objective-mim", "arch-A_objective-vae",
+                                            "arch-B_objective-amim", "arch-B_objective-vae"]
+    small = expand(spec.resolved(preset="small"))
+    assert [c.params["arch"] for c in small] == ["B", "B"]
+    assert small[0].config.train.epochs == 2 and small[0].config.model.hidden == 5
+    assert len(expand(spec.resolved(only={"objective.name": ["vae"]}))) == 2
+    with pytest.raises(tm.ConfigError, match="no preset 'smal'. Did you mean 'small'"):
+        spec.resolved(preset="smal")
+    with pytest.raises(tm.ConfigError, match="'C' is not a variant of 'arch'"):
+        spec.resolved(only={"arch": ["C"]})
+
+
 def test_quick_mode_and_overrides_resize_the_grid():
     spec = get_sweep("fig3")
     full, quick = expand(spec), expand(spec.resolved(quick=True))
@@ -118,7 +137,7 @@ def test_user_sweep_from_yaml_runs_resumes_and_reports(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "mine" in page and "res/curves.png" in page
     # the same folder with a different spec is refused
-    with pytest.raises(tm.ConfigError, match="different sweep spec"):
+    with pytest.raises(tm.ConfigError, match="different sweep .*base config or grid differ"):
         run_sweep(spec.resolved(overrides=["train.epochs=3"]), out, workers=1, progress=False)
 
 

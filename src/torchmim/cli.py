@@ -39,6 +39,15 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _yaml_scalar(text: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def _parse_ints(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
     try:
         out = tuple(int(v) for v in value.split(",") if v.strip())
@@ -153,8 +162,12 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
               help="Results folder (default: results/NAME, or results/NAME-quick).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: one per CPU core).")
-@click.option("--quick", is_flag=True, help="The same grid with fewer seeds, epochs and points: "
-              "the shape of the result in minutes.")
+@click.option("--quick", is_flag=True, help="The 'quick' preset: the same grid with fewer seeds, "
+              "epochs and points, the shape of the result in minutes.")
+@click.option("--preset", default=None, help="A named preset of the sweep (e.g. 'cpu' for the image "
+              "tables); see --list.")
+@click.option("--grid", "only", multiple=True, metavar="KEY=V1,V2",
+              help="Keep only these values (or variant labels) of a grid key, e.g. --grid seed=0,1.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Use seeds 0..N-1.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs per run.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -163,8 +176,8 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_friendly
 def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bool,
-          seeds: int | None, epochs: int | None, overrides: tuple[str, ...], list_: bool,
-          progress: bool) -> None:
+          preset: str | None, only: tuple[str, ...], seeds: int | None, epochs: int | None,
+          overrides: tuple[str, ...], list_: bool, progress: bool) -> None:
     """Run the sweep NAME (fig3, fig4, fig5, appendix-d1 ... d4) or a sweep defined in a YAML file.
 
     Cells run in parallel worker processes; finished cells are skipped, so rerunning an interrupted
@@ -177,15 +190,24 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
         for key in EXPERIMENTS.names():
             spec = EXPERIMENTS.get(key)()
             cells = math.prod(len(v) for v in spec.grid.values())
-            click.echo(f"{key:12s} {cells:4d} cells  {spec.description[:70]}…")
+            presets = f" (presets: {', '.join(spec.presets)})" if spec.presets else ""
+            click.echo(f"{key:14s} {cells:4d} cells{presets}  {spec.description[:60]}…")
         return
     if name is None:
         raise ConfigError("name a sweep (see `torchmim sweep --list`) or a sweep YAML file")
-    spec = get_sweep(name).resolved(quick=quick, overrides=list(overrides), seeds=seeds,
-                                    epochs=epochs)
-    out_dir = out_dir or Path("results") / (spec.name + ("-quick" if quick else ""))
-    result = run_sweep(spec, out_dir, workers=workers, progress=progress,
-                       mode="quick" if quick else "full")
+    if quick and preset not in (None, "quick"):
+        raise ConfigError("--quick is the preset 'quick'; give either --quick or --preset")
+    preset = "quick" if quick else preset
+    restrict = {}
+    for item in only:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError(f"--grid {item!r} must look like key=v1,v2")
+        restrict[key.strip()] = [_yaml_scalar(v) for v in values.split(",")]
+    spec = get_sweep(name).resolved(preset=preset, overrides=list(overrides), seeds=seeds,
+                                    epochs=epochs, only=restrict)
+    out_dir = out_dir or Path("results") / (spec.name + (f"-{preset}" if preset else ""))
+    result = run_sweep(spec, out_dir, workers=workers, progress=progress, mode=preset or "full")
     click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
                + (f", {len(result.failures)} failed (see failures.json)" if result.failures else ""))
     click.echo(f"results: {out_dir / 'results.csv'}")

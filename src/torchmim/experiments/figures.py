@@ -119,13 +119,19 @@ def _consistency(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cel
 
 def draw_sweep_figures(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]],
                        cells: Sequence[Cell]) -> list[Path]:
-    """Draw every figure of the spec into ``out``; returns the files written."""
+    """Draw every figure of the spec into ``out``; returns the files written.
+
+    A figure function returns a matplotlib ``Figure`` (saved as PNG) or text (a Markdown table).
+    """
     written = []
     for fig_spec in spec.figures:
         fn = SWEEP_FIGURES.get(fig_spec.kind)
-        fig = fn(spec, out, rows, cells, **fig_spec.options)
+        result = fn(spec, out, rows, cells, **fig_spec.options)
         path = out / fig_spec.file
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        if isinstance(result, str):
+            path.write_text(result)
+        else:
+            result.savefig(path, dpi=120)
+            plt.close(result)
         written.append(path)
     return written

@@ -172,11 +172,12 @@ def run_sweep(
     cells = expand(spec)
     state_file = out / "sweep.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    if state.get("spec") and state["spec"] != to_dict(spec):
-        raise ConfigError(f"{out} holds the results of a different sweep spec (name "
-                          f"{state['spec'].get('name')!r}, mode {state.get('mode')!r}); use another "
-                          "--out folder or delete it")
-    state.update({"name": spec.name, "mode": mode, "spec": to_dict(spec), "cells": len(cells)})
+    if state.get("cells_definition") and state["cells_definition"] != spec.cells_definition():
+        raise ConfigError(f"{out} holds the results of a different sweep (name "
+                          f"{state.get('name')!r}, mode {state.get('mode')!r}): its base config or "
+                          "grid differ; use another --out folder or delete it")
+    state.update({"name": spec.name, "mode": mode, "spec": to_dict(spec),
+                  "cells_definition": spec.cells_definition(), "cells": len(cells)})
     state.setdefault("wall_seconds", 0.0)
     _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
 

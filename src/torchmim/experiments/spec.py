@@ -5,9 +5,11 @@ A :class:`SweepSpec` is a base run config plus a grid of values for dotted confi
 work. A grid value may also be a *variant* ``{"label": ..., "set": {dotted key: value, ...}}`` that
 changes several fields at once (learned vs fixed priors, CE→MIM vs MIM→CE).
 
-``quick`` holds what ``--quick`` changes (fewer seeds and epochs, less data) so that the same grid
-shows its shape in minutes; the default is the paper's protocol. Specs round-trip through YAML, so
-users define their own sweeps in a file (``torchmim sweep my_sweep.yaml``).
+``presets`` are named reductions of the same grid: ``quick`` (``--quick``: fewer seeds and epochs,
+less data, the shape of the result in minutes) and others such as ``cpu`` for the image tables
+(``--preset cpu``); the default is the paper's protocol. ``exclude`` drops combinations that make no
+sense (A-MIM with convHVAE). Specs round-trip through YAML, so users define their own sweeps in a file
+(``torchmim sweep my_sweep.yaml``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..config import apply_overrides, from_dict, load_config_file, to_dict
 from ..errors import ConfigError
+from ..registry import suggest
 from ..runs import RunConfig
 
 __all__ = ["SweepSpec", "Cell", "FigureSpec", "expand", "load_sweep_file", "param_label"]
@@ -54,7 +57,10 @@ class SweepSpec:
         paper: what the paper shows for this experiment (for the results page).
         base: a (partial) run config, as nested dicts.
         grid: dotted config key (or variant key) → list of values; cells are the product.
-        quick: ``{"grid": {...}, "set": {dotted key: value}}`` applied by ``--quick``.
+        exclude: rules ``{grid key: value or [values]}`` (variants by label); a cell matching every
+            key of a rule is dropped.
+        presets: name → ``{"grid": {key: values or variant labels}, "set": {dotted key: value},
+            "description": str}``; ``quick`` is the one ``--quick`` applies.
         x: grid key on the figures' x-axis; ``group``: grid key of the series (MIM blue, VAE red;
             a group that is not a grid key gives one series).
         metrics: metric columns aggregated and plotted.
@@ -66,7 +72,8 @@ class SweepSpec:
     paper: str = ""
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    quick: dict[str, Any] = field(default_factory=dict)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     x: str | None = None
     x_label: str = ""
     group: str = "objective.name"
@@ -83,21 +90,30 @@ class SweepSpec:
             raise ConfigError(f"sweep {self.name}: x {self.x!r} is not a grid key "
                               f"(grid keys: {', '.join(self.grid)})")
 
-    def resolved(self, *, quick: bool = False, overrides: list[str] | None = None,
-                 seeds: int | None = None, epochs: int | None = None) -> SweepSpec:
-        """The spec with ``--quick``, ``--seeds``, ``--epochs`` and ``-s key=value`` applied."""
+    def resolved(self, *, preset: str | None = None, quick: bool = False,
+                 overrides: list[str] | None = None, seeds: int | None = None,
+                 epochs: int | None = None, only: dict[str, list[Any]] | None = None) -> SweepSpec:
+        """The spec with a preset (``quick=True`` means ``preset="quick"``), ``--seeds``,
+        ``--epochs``, ``-s key=value`` overrides and ``only`` (grid key → the values or variant labels
+        to keep) applied."""
         spec = copy.deepcopy(self)
         sets: list[str] = []
-        if quick:
-            unknown = set(self.quick) - {"grid", "set"}
+        preset = "quick" if quick and preset is None else preset
+        if preset is not None:
+            if preset not in self.presets:
+                raise ConfigError(f"sweep {self.name} has no preset {preset!r}"
+                                  f"{suggest(preset, list(self.presets))} "
+                                  f"Presets: {', '.join(self.presets) or 'none'}")
+            chosen = self.presets[preset]
+            unknown = set(chosen) - {"grid", "set", "description"}
             if unknown:
-                raise ConfigError(f"sweep {self.name}: quick may only hold 'grid' and 'set', "
-                                  f"not {sorted(unknown)}")
-            for key, values in self.quick.get("grid", {}).items():
-                if key not in spec.grid:
-                    raise ConfigError(f"sweep {self.name}: quick.grid.{key} is not a grid key")
-                spec.grid[key] = list(values)
-            sets += [f"{k}={json.dumps(v)}" for k, v in self.quick.get("set", {}).items()]
+                raise ConfigError(f"sweep {self.name}: preset {preset!r} may only hold 'grid', "
+                                  f"'set' and 'description', not {sorted(unknown)}")
+            for key, values in chosen.get("grid", {}).items():
+                spec.grid[key] = spec._select(key, list(values), f"presets.{preset}.grid")
+            sets += [f"{k}={json.dumps(v)}" for k, v in chosen.get("set", {}).items()]
+        for key, values in (only or {}).items():
+            spec.grid[key] = spec._select(key, list(values), "--grid")
         if epochs is not None:
             sets.append(f"train.epochs={epochs}")
         sets += list(overrides or [])
@@ -108,6 +124,29 @@ class SweepSpec:
             spec.grid["seed"] = list(range(seeds))
         spec.__post_init__()
         return spec
+
+    def _select(self, key: str, values: list[Any], where: str) -> list[Any]:
+        """``values`` for grid ``key``; strings select variants of the original grid by label."""
+        if key not in self.grid:
+            raise ConfigError(f"sweep {self.name}: {where}: {key!r} is not a grid key "
+                              f"(grid keys: {', '.join(self.grid)})")
+        variants = {v["label"]: v for v in self.grid[key] if isinstance(v, dict) and "label" in v}
+        if not variants:
+            return values
+        out = []
+        for v in values:
+            if isinstance(v, dict):
+                out.append(v)
+            elif str(v) in variants:
+                out.append(variants[str(v)])
+            else:
+                raise ConfigError(f"sweep {self.name}: {where}: {v!r} is not a variant of {key!r} "
+                                  f"(variants: {', '.join(variants)})")
+        return out
+
+    def cells_definition(self) -> dict[str, Any]:
+        """What determines the cells (base, grid, exclusions): two specs agreeing here share results."""
+        return to_dict({"base": self.base, "grid": self.grid, "exclude": self.exclude})
 
 
 @dataclass
@@ -142,12 +181,21 @@ def _slug(key: str, value: Any) -> str:
     return f"{short}-{text}"
 
 
+def _excluded(spec: SweepSpec, params: dict[str, Any]) -> bool:
+    for rule in spec.exclude:
+        if all(params.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items()):
+            return True
+    return False
+
+
 def expand(spec: SweepSpec) -> list[Cell]:
-    """All cells of the grid, in grid order (the first key varies slowest)."""
+    """All cells of the grid, in grid order (the first key varies slowest), minus ``exclude``."""
     keys = list(spec.grid)
     cells = []
     seen: set[str] = set()
     for values in itertools.product(*(spec.grid[k] for k in keys)):
+        if _excluded(spec, {k: param_label(v) for k, v in zip(keys, values)}):
+            continue
         sets = []
         params = {}
         for key, value in zip(keys, values):
