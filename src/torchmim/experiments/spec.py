@@ -101,7 +101,7 @@ class SweepSpec:
         preset = "quick" if quick and preset is None else preset
         if preset is not None:
             if preset not in self.presets:
-                raise ConfigError(f"sweep {self.name} has no preset {preset!r}"
+                raise ConfigError(f"sweep {self.name} has no preset {preset!r}."
                                   f"{suggest(preset, list(self.presets))} "
                                   f"Presets: {', '.join(self.presets) or 'none'}")
             chosen = self.presets[preset]
