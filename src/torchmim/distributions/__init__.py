@@ -7,9 +7,11 @@ from .conditional import (
     ConditionalGaussianMixture,
     gaussian_from_mean_logvar,
 )
+from .hierarchical import HierarchicalDistribution, HierarchicalPrior
 from .marginal import MarginalDataPrior, MarginalDistribution
 from .mixture import ReparameterizedMixture
 from .priors import PRIORS, DiagonalGaussian, GaussianMixture, Prior, StandardNormal
+from .vampprior import VampPrior, VampPriorDistribution
 
 __all__ = [
     "CONDITIONALS",
@@ -19,10 +21,14 @@ __all__ = [
     "ConditionalGaussianMixture",
     "DiagonalGaussian",
     "GaussianMixture",
+    "HierarchicalDistribution",
+    "HierarchicalPrior",
     "MarginalDataPrior",
     "MarginalDistribution",
     "Prior",
     "ReparameterizedMixture",
     "StandardNormal",
+    "VampPrior",
+    "VampPriorDistribution",
     "gaussian_from_mean_logvar",
 ]

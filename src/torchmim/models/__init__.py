@@ -1,11 +1,13 @@
 """Latent-variable models and the registry of architectures."""
 
 from .configs import MODELS, ModelConfig
+from .hvae import ConvHVAEConfig, PixelHVAEConfig
+from .image_mlp import ImageMLPConfig
 from .latent_variable_model import JointTerms, LatentVariableModel
 from .mlp import MLPModelConfig
 
-__all__ = ["MODELS", "JointTerms", "LatentVariableModel", "MLPModelConfig", "ModelConfig",
-           "build_model"]
+__all__ = ["MODELS", "ConvHVAEConfig", "ImageMLPConfig", "JointTerms", "LatentVariableModel",
+           "MLPModelConfig", "ModelConfig", "PixelHVAEConfig", "build_model"]
 
 
 def build_model(config: ModelConfig | dict | None = None, **overrides) -> LatentVariableModel:

@@ -1,0 +1,161 @@
+"""Two-level latent distributions over the flat latent z = [z1, z2] (spec, "Latents").
+
+The hierarchical image models (convHVAE and PixelHVAE with L = 2, paper Section 6.3) have two
+latent levels; the rest of the library sees one flat vector, **z1 first, then z2**:
+z = [z1, z2] ∈ R^{d1+d2}.
+
+* encoder   q(z|x) = q(z2|x) · q(z1|x, z2)
+* prior     p(z)   = p(z2)   · p(z1|z2)      (p(z2) standard normal or a VampPrior)
+
+:class:`HierarchicalDistribution` represents either: a *top* distribution over z2 and a
+*conditional* map z2 ↦ distribution over z1 (for the encoder, a closure over the already computed
+features of x). :class:`HierarchicalPrior` is the :class:`~torchmim.distributions.Prior` module
+p(z) = p(z2) p(z1|z2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, constraints
+
+from ..errors import DataError
+from .priors import Prior
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.latent_variable_model import LatentVariableModel
+
+__all__ = ["HierarchicalDistribution", "HierarchicalPrior"]
+
+
+class HierarchicalDistribution(Distribution):
+    """p(z) = p_top(z2) · p(z1 | z2) over the flat z = [z1, z2] (z1 first).
+
+    Args:
+        top: distribution over z2 (event shape (d2,)); its batch shape is this distribution's.
+        conditional: ``conditional(z2) -> Distribution`` over z1 (event shape (d1,)), with batch
+            shape ``z2.shape[:-1]`` (broadcast against ``top``'s batch shape): any extra leading
+            sample dimensions of z2 must pass through.
+        z1_dim: d1.
+
+    Semantics:
+
+    * ``rsample`` / ``sample``: ancestral, z2 ∼ top, then z1 ∼ p(z1|z2); ``rsample`` is
+      reparameterised end to end (pathwise gradients into both levels).
+    * ``log_prob(z) = top.log_prob(z2) + conditional(z2).log_prob(z1)``, for z of shape
+      (..., d1 + d2) with any leading sample dimensions.
+    * ``mean``: the plug-in mean [E[z1 | z2 = E z2], E z2] — exact for z2, and the conditional mean
+      of z1 at the mean of z2 (E[z1] itself has no closed form when the conditional mean is
+      nonlinear in z2). ``variance``: [Var(z1 | z2 = E z2), Var z2], the plug-in counterpart (it
+      leaves out the Var_{z2}(E[z1|z2]) term of the law of total variance, and so does not bound
+      Var z1 in general). The encoder's ``mean`` is what ``model.encode(x)`` returns.
+
+    The common objective pattern ``z = q.rsample(); q.log_prob(z)`` reuses the z1 conditional built
+    during ``rsample`` (cached on this object, keyed on the identity and version of the returned
+    tensor) instead of running the z1 network a second time; the result is identical.
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+
+    def __init__(self, top: Distribution, conditional: Callable[[Tensor], Distribution],
+                 z1_dim: int) -> None:
+        if len(top.event_shape) != 1:
+            raise DataError(f"the top level must be a distribution over vectors, got event shape "
+                            f"{tuple(top.event_shape)}")
+        self.top = top
+        self.conditional = conditional
+        self.z1_dim = int(z1_dim)
+        self.z2_dim = int(top.event_shape[0])
+        self._cache: tuple[Tensor, int, Distribution] | None = None
+        super().__init__(top.batch_shape, torch.Size([self.z1_dim + self.z2_dim]),
+                         validate_args=False)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def has_rsample(self) -> bool:  # type: ignore[override]
+        return bool(self.top.has_rsample)
+
+    def split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(z1, z2) of a flat z (..., d1 + d2)."""
+        if not isinstance(z, Tensor) or z.dim() < 1 or z.shape[-1] != self.z1_dim + self.z2_dim:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise DataError(f"z has shape {shape}, but the two-level latent z = [z1, z2] has "
+                            f"{self.z1_dim} + {self.z2_dim} = {self.z1_dim + self.z2_dim} entries "
+                            "in its last dimension")
+        return z[..., : self.z1_dim], z[..., self.z1_dim:]
+
+    @staticmethod
+    def join(z1: Tensor, z2: Tensor) -> Tensor:
+        """The flat z = [z1, z2]."""
+        return torch.cat([z1, z2], dim=-1)
+
+    def _conditional_at(self, z: Tensor, z2: Tensor) -> Distribution:
+        cache = self._cache
+        if cache is not None and cache[0] is z and cache[1] == z._version:
+            return cache[2]
+        return self.conditional(z2)
+
+    # ------------------------------------------------------------------ sampling
+    def rsample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
+        z2 = self.top.rsample(torch.Size(sample_shape))
+        p1 = self.conditional(z2)
+        z = self.join(p1.rsample(), z2)
+        self._cache = (z, z._version, p1)
+        return z
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
+        with torch.no_grad():
+            z2 = self.top.sample(torch.Size(sample_shape))
+            return self.join(self.conditional(z2).sample(), z2)
+
+    # ------------------------------------------------------------------ densities
+    def log_prob_levels(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        """(log p_top(z2), log p(z1|z2)) at ``value`` = [z1, z2]."""
+        z1, z2 = self.split(value)
+        return self.top.log_prob(z2), self._conditional_at(value, z2).log_prob(z1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """log p(z) = log p_top(z2) + log p(z1 | z2)."""
+        log_top, log_cond = self.log_prob_levels(value)
+        return log_top + log_cond
+
+    @property
+    def mean(self) -> Tensor:
+        z2 = self.top.mean
+        return self.join(self.conditional(z2).mean, z2)
+
+    @property
+    def variance(self) -> Tensor:
+        z2 = self.top.mean
+        return self.join(self.conditional(z2).variance, self.top.variance)
+
+
+class HierarchicalPrior(Prior):
+    """p(z) = p(z2) · p(z1 | z2) over z = [z1, z2] (spec: "The joint prior is p(z1|z2) p(z2)").
+
+    Args:
+        top: the prior module over z2 (:class:`~torchmim.distributions.StandardNormal` or
+            :class:`~torchmim.distributions.vampprior.VampPrior`); it is bound to the model too.
+        conditional: module ``z2 -> Distribution`` over z1 (the p(z1|z2) network).
+        z1_dim: d1.
+
+    ``rsample`` is exact and pathwise whenever the top has one (a standard normal, or a VampPrior's
+    fixed-weight mixture), so symmetric MIM's z ∼ p(z) sends gradients into the pseudo-inputs, the
+    encoder's q(z2|x) network (through the VampPrior) and the p(z1|z2) network.
+    """
+
+    def __init__(self, top: Prior, conditional: nn.Module, z1_dim: int) -> None:
+        super().__init__()
+        self.top = top
+        self.conditional = conditional
+        self.z1_dim = int(z1_dim)
+
+    def bind(self, model: LatentVariableModel) -> None:
+        self.top.bind(model)
+
+    def forward(self) -> HierarchicalDistribution:
+        return HierarchicalDistribution(self.top(), self.conditional, self.z1_dim)
