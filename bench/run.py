@@ -3,6 +3,7 @@
     python bench/run.py                 # everything
     python bench/run.py --only toy      # a subset (toy, ksg, nll, image)
     python bench/run.py --threads 1
+    python bench/run.py --out /tmp/before.json   # keep a "before" next to an "after"
 
 Speed is measured here, never asserted in unit tests. Copy the table into docs/benchmarks.md with
 the command and the machine it ran on.
@@ -83,26 +84,45 @@ def bench_nll(results: list[dict]) -> None:
 
 
 def bench_image(results: list[dict]) -> None:
-    """convHVAE training throughput (images/s, batch 100, 1×28×28 binary) with MIM and VAE."""
-    if "convhvae" not in tm.MODELS:
-        return
+    """Image models on one 28×28 binary batch of 100: training throughput of convHVAE (MIM, VAE;
+    standard and VampPrior), one PixelHVAE A-MIM step, and 16 autoregressive PixelHVAE samples."""
     x = torch.bernoulli(torch.full((100, 1, 28, 28), 0.3))
-    for name in ("mim", "vae"):
-        torch.manual_seed(0)
-        model = tm.build_model(name="convhvae")
-        objective = tm.get_objective(name)
-        opt = torch.optim.Adam(model.parameters(), 5e-4)
+    for prior in ("standard", "vampprior"):
+        for name in ("mim", "vae"):
+            torch.manual_seed(0)
+            model = tm.build_model(name="convhvae", prior=prior)
+            model.initialize_from_data(x)
+            objective = tm.get_objective(name)
+            opt = torch.optim.Adam(model.parameters(), 5e-4)
 
-        def steps() -> None:
-            for _ in range(3):
+            def step() -> None:
                 loss = objective(model, x, 1.0).loss
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
 
-        med, spread = timeit(steps, repeat=3)
-        results.append({"bench": f"convHVAE train, {name.upper()}, batch 100", "value": 300 / med,
-                        "unit": "images/s", "spread": 300 / med * spread / med})
+            med, spread = timeit(step, repeat=3)
+            results.append({"bench": f"convHVAE ({prior}) train, {name.upper()}, batch 100",
+                            "value": 100 / med, "unit": "images/s",
+                            "spread": 100 / med * spread / med})
+    torch.manual_seed(0)
+    model = tm.build_model(name="pixelhvae")
+    objective = tm.get_objective("amim")
+    opt = torch.optim.Adam(model.parameters(), 5e-4)
+
+    def pixel_step() -> None:
+        loss = objective(model, x, 1.0).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    med, spread = timeit(pixel_step, repeat=3)
+    results.append({"bench": "PixelHVAE (standard) train, A-MIM, batch 100", "value": 100 / med,
+                    "unit": "images/s", "spread": 100 / med * spread / med})
+    model.eval()
+    med, spread = timeit(lambda: model.sample(16), repeat=3)
+    results.append({"bench": "PixelHVAE: 16 autoregressive samples", "value": med, "unit": "s",
+                    "spread": spread})
 
 
 BENCHES = {"toy": bench_toy, "ksg": bench_ksg, "nll": bench_nll, "image": bench_image}
@@ -112,6 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=sorted(BENCHES))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=HERE / "results.json",
+                        help="where to write the JSON results (default: bench/results.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: list[dict] = []
@@ -119,7 +141,7 @@ def main() -> None:
         BENCHES[name](results)
     meta = {"torch": torch.__version__, "threads": args.threads, "machine": platform.platform(),
             "processor": platform.processor() or platform.machine()}
-    (HERE / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"torch {meta['torch']}, {args.threads} threads, {meta['machine']}\n")
     print("| benchmark | value | unit |\n|---|---:|---|")
     for r in results:

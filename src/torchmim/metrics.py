@@ -272,6 +272,7 @@ def evaluate(
     max_points: int = 10_000,
     nll_samples: int = 1000,
     nll_points: int | None = None,
+    recon_points: int | None = None,
     nll_batch_size: int = 256,
     nll_max_pairs: int = 65536,
     mi: bool = True,
@@ -283,14 +284,16 @@ def evaluate(
 
     Returns a dict with ``mi`` (KSG nats; skipped with ``mi=False``, e.g. for images, where the paper
     does not estimate it), ``nll`` (IS nats, on the first ``nll_points`` test points, default all),
-    ``recon_rmse`` (mean ‖x − x̃‖), ``knn_acc`` (k = ``knn_k``, if labels and training data are
+    ``recon_rmse`` (mean ‖x − x̃‖, on the first ``recon_points`` test points, default all: an
+    autoregressive decoder reconstructs pixel by pixel), ``knn_acc`` (k = ``knn_k``, if labels and training data are
     given) and ``knn_acc_k<k>`` for every ``extra_knn_k``, ``posterior_var`` (mean over dimensions),
     ``active_units``, and ``n_test``, ``n_train``, ``ksg_k``, ``knn_k``, ``nll_samples``,
-    ``nll_points``. ``nll_batch_size`` and ``nll_max_pairs`` bound the memory of the NLL (test
+    ``nll_points``, ``recon_points``. ``nll_batch_size`` and ``nll_max_pairs`` bound the memory of the NLL (test
     points per batch, decoder evaluations at once).
     """
     xt = _model_input(model, x_test, "x_test")[:max_points]
     x_nll = xt if nll_points is None else xt[:nll_points]
+    x_rec = xt if recon_points is None else xt[:recon_points]
     out: dict[str, float] = {}
     if mi:
         out["mi"] = mutual_information(model, xt, k=ksg_k, max_points=max_points, seed=seed)
@@ -298,12 +301,13 @@ def evaluate(
     out.update({
         "nll": importance_sampled_nll(model, x_nll, nll_samples, batch_size=nll_batch_size,
                                       max_pairs=nll_max_pairs, seed=seed, progress=progress),
-        "recon_rmse": reconstruction_rmse(model, xt, seed=seed),
+        "recon_rmse": reconstruction_rmse(model, x_rec, seed=seed),
         "posterior_var": float(posterior_variance(model, xt).mean()),
         "active_units": active_units(model, xt),
         "n_test": int(xt.shape[0]),
         "nll_samples": nll_samples,
         "nll_points": int(x_nll.shape[0]),
+        "recon_points": int(x_rec.shape[0]),
     })
     if y_test is not None and x_train is not None and y_train is not None:
         xtr = _model_input(model, x_train, "x_train")[:max_points]

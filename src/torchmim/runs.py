@@ -51,6 +51,8 @@ class EvalConfig:
         extra_knn_k: further k reported as ``knn_acc_k<k>`` (the image tables: 1, 3, 10).
         nll_samples: importance samples per test point for the NLL (S; 5000 for the image tables).
         nll_points: test points of the NLL (default: all ``max_points``).
+        recon_points: test points of the reconstruction error (default: all ``max_points``;
+            PixelHVAE reconstructs autoregressively, 784 decoder passes per batch).
         nll_batch_size, nll_max_pairs: memory bounds of the NLL (test points per batch, decoder
             evaluations at once).
         knn_latent: classify sampled codes z ∼ q(z|x) (the reference) or posterior means.
@@ -63,6 +65,7 @@ class EvalConfig:
     extra_knn_k: list[int] = field(default_factory=list)
     nll_samples: int = 1000
     nll_points: int | None = None
+    recon_points: int | None = None
     nll_batch_size: int = 256
     nll_max_pairs: int = 65536
     knn_latent: Literal["sample", "mean"] = "sample"
@@ -135,7 +138,8 @@ def evaluate_run(model: LatentVariableModel, data: DataSplits, ev: EvalConfig, *
     return evaluate(
         model, data.test[0], data.test[1], x_train=data.train_eval[0], y_train=data.train_eval[1],
         ksg_k=ev.ksg_k, knn_k=ev.knn_k, extra_knn_k=ev.extra_knn_k, max_points=ev.max_points,
-        nll_samples=ev.nll_samples, nll_points=ev.nll_points, nll_batch_size=ev.nll_batch_size,
+        nll_samples=ev.nll_samples, nll_points=ev.nll_points, recon_points=ev.recon_points,
+        nll_batch_size=ev.nll_batch_size,
         nll_max_pairs=ev.nll_max_pairs, mi=ev.mi, knn_latent=ev.knn_latent, seed=seed,
         progress=progress)
 

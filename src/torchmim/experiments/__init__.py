@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..registry import Registry
-from . import paper
+from . import images, paper
 from .aggregate import aggregate, summarize
 from .executors import Executor, LocalProcessExecutor, SerialExecutor, make_executor
 from .runner import SweepResult, read_csv, run_cell, run_sweep
@@ -25,6 +25,9 @@ EXPERIMENTS.register("appendix-d1", paper.appendix_d1)
 EXPERIMENTS.register("appendix-d2", paper.appendix_d2)
 EXPERIMENTS.register("appendix-d3", paper.appendix_d3)
 EXPERIMENTS.register("appendix-d4", paper.appendix_d4)
+EXPERIMENTS.register("image-tables", images.image_tables)
+EXPERIMENTS.register("table1", images.image_tables)  # both tables come from the same runs
+EXPERIMENTS.register("table2", images.image_tables)
 
 
 def get_sweep(name_or_file: str | Path) -> SweepSpec:

@@ -19,7 +19,11 @@ from ..registry import Registry
 from .aggregate import aggregate
 from .spec import Cell, SweepSpec
 
-__all__ = ["SWEEP_FIGURES", "draw_sweep_figures", "select_cells"]
+__all__ = ["SWEEP_FIGURES", "FigureSkipped", "draw_sweep_figures", "select_cells"]
+
+
+class FigureSkipped(ConfigError):
+    """A figure has no finished cell to draw from (e.g. the grid was restricted with --grid)."""
 
 #: Figure kinds by name: ``fn(spec, out_dir, rows, cells, **options) -> Figure``.
 SWEEP_FIGURES: Registry[Callable[..., Figure]] = Registry("sweep figure")
@@ -83,7 +87,7 @@ def _toy_panels(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
     done = {r["cell"]: r for r in rows}
     chosen = [c for c in chosen if c.id in done]
     if not chosen:
-        raise ConfigError(f"sweep {spec.name}: no finished cell matches {select}")
+        raise FigureSkipped(f"sweep {spec.name}: no finished cell matches {select}")
     data = chosen[0].config.data
     splits = data.load(seed=chosen[0].config.seed)
     panels = []
@@ -111,22 +115,28 @@ def _consistency(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cel
         cols.append({"model": _load(out, cell, col.get("stage", "final")), "mode": col["mode"],
                      "title": col.get("title", cell.id)})
     if not cols:
-        raise ConfigError(f"sweep {spec.name}: no finished cell for the consistency figure")
+        raise FigureSkipped(f"sweep {spec.name}: no finished cell for the consistency figure")
     data = cells[0].config.data
     return plot_consistency_1d(cols, data.mixture(), x_range=tuple(x_range or (-4, 4)),
                                z_range=tuple(z_range or (-4, 4)))
 
 
 def draw_sweep_figures(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]],
-                       cells: Sequence[Cell]) -> list[Path]:
-    """Draw every figure of the spec into ``out``; returns the files written.
+                       cells: Sequence[Cell]) -> tuple[list[Path], dict[str, str]]:
+    """Draw every figure of the spec into ``out``; returns the files written and, per figure that
+    had no finished cell to draw from, why it was skipped.
 
     A figure function returns a matplotlib ``Figure`` (saved as PNG) or text (a Markdown table).
     """
-    written = []
+    written: list[Path] = []
+    skipped: dict[str, str] = {}
     for fig_spec in spec.figures:
         fn = SWEEP_FIGURES.get(fig_spec.kind)
-        result = fn(spec, out, rows, cells, **fig_spec.options)
+        try:
+            result = fn(spec, out, rows, cells, **fig_spec.options)
+        except FigureSkipped as e:
+            skipped[fig_spec.file] = str(e)
+            continue
         path = out / fig_spec.file
         if isinstance(result, str):
             path.write_text(result)
@@ -134,4 +144,4 @@ def draw_sweep_figures(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]
             result.savefig(path, dpi=120)
             plt.close(result)
         written.append(path)
-    return written
+    return written, skipped

@@ -230,7 +230,9 @@ def run_sweep(
     if result_rows:
         summarize(result_rows, spec, out)
         if figures:
-            draw_sweep_figures(spec, out, result_rows, cells)
+            _, skipped = draw_sweep_figures(spec, out, result_rows, cells)
+            state["skipped_figures"] = skipped
+            _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
     return SweepResult(spec, out, result_rows, failures, cells)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import apply_overrides, from_dict, load_config_file, to_dict
+from ..config import apply_overrides, from_dict, load_config_file, parse_overrides, to_dict
 from ..errors import ConfigError
 from ..registry import suggest
 from ..runs import RunConfig
@@ -65,6 +65,9 @@ class SweepSpec:
             a group that is not a grid key gives one series).
         metrics: metric columns aggregated and plotted.
         figures: figures drawn once the cells are finished.
+        overrides: ``key.sub=value`` entries applied to every cell *after* its grid values (a
+            preset's ``set``, ``--set`` and ``--epochs`` land here, so a variant that sets a whole
+            section, e.g. ``data: {name: mnist}``, does not undo them).
     """
 
     name: str
@@ -79,6 +82,7 @@ class SweepSpec:
     group: str = "objective.name"
     metrics: list[str] = field(default_factory=lambda: ["mi", "nll", "recon_rmse", "knn_acc"])
     figures: list[FigureSpec] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -117,7 +121,11 @@ class SweepSpec:
         if epochs is not None:
             sets.append(f"train.epochs={epochs}")
         sets += list(overrides or [])
-        spec.base = apply_overrides(spec.base, sets)
+        for keys, _ in parse_overrides(sets):
+            if ".".join(keys) in spec.grid:
+                raise ConfigError(f"sweep {self.name}: {'.'.join(keys)!r} is a grid key; choose "
+                                  f"its values with --grid {'.'.join(keys)}=V1,V2, not --set")
+        spec.overrides = list(spec.overrides) + sets
         if seeds is not None:
             if "seed" not in spec.grid:
                 raise ConfigError(f"sweep {self.name} has no 'seed' grid to resize")
@@ -146,7 +154,8 @@ class SweepSpec:
 
     def cells_definition(self) -> dict[str, Any]:
         """What determines the cells (base, grid, exclusions): two specs agreeing here share results."""
-        return to_dict({"base": self.base, "grid": self.grid, "exclude": self.exclude})
+        return to_dict({"base": self.base, "grid": self.grid, "exclude": self.exclude,
+                        "overrides": self.overrides})
 
 
 @dataclass
@@ -207,7 +216,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
                 sets.append(f"{key}={json.dumps(value)}")
             params[key] = param_label(value)
         try:
-            config = RunConfig.from_dict(apply_overrides(spec.base, sets))
+            config = RunConfig.from_dict(apply_overrides(spec.base, sets + spec.overrides))
         except ConfigError as e:
             raise ConfigError(f"sweep {spec.name}, cell {params}: {e}") from None
         cell_id = "_".join(_slug(k, v) for k, v in zip(keys, values))

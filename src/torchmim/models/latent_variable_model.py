@@ -130,9 +130,12 @@ class LatentVariableModel(nn.Module):
         """The data prior q(x) (for the marginal of Eq. 16, an importance-sampled ``log_prob``)."""
         return self.data_prior()
 
-    def anchor(self) -> Distribution:
-        """The latent anchor P(z) that symmetric MIM samples (the prior p(z) unless set)."""
-        return (self.latent_anchor if self.latent_anchor is not None else self.prior)()
+    def anchor(self, pz: Distribution | None = None) -> Distribution:
+        """The latent anchor P(z) that symmetric MIM samples (the prior p(z) unless set; ``pz``, an
+        already built p(z), is then returned as is)."""
+        if self.latent_anchor is not None:
+            return self.latent_anchor()
+        return self.prior() if pz is None else pz
 
     def forward(self, x: Tensor) -> Distribution:
         """q(z|x); the model's forward computes no loss."""
@@ -178,17 +181,20 @@ class LatentVariableModel(nn.Module):
         path: Path,
         qz_x: Distribution | None = None,
         px_z: Distribution | None = None,
+        pz: Distribution | None = None,
         data_prior: bool = True,
     ) -> JointTerms:
         """All four log-densities at (x, z), with log q(x) estimated for the given anchored ``path``.
 
-        ``qz_x`` / ``px_z`` may be passed when the caller already has them (no second network pass).
+        ``qz_x`` / ``px_z`` / ``pz`` may be passed when the caller already has them: building p(z)
+        of a VampPrior runs the encoder on all its pseudo-inputs, so an objective builds it once.
         """
         qz_x = self.posterior(x) if qz_x is None else qz_x
         px_z = self.likelihood(z) if px_z is None else px_z
+        pz = self.prior() if pz is None else pz
         log_qz_x = qz_x.log_prob(z)
         log_px_z = px_z.log_prob(x)
-        log_pz = self.prior().log_prob(z)
+        log_pz = pz.log_prob(z)
         log_qx = (
             self.data_prior.anchored_log_prob(
                 x, path=path, log_px_z=log_px_z, log_pz=log_pz, log_qz_x=log_qz_x

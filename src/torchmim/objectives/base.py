@@ -81,21 +81,28 @@ def draw(dist: Distribution, sample_shape: torch.Size | tuple = ()) -> tuple[Ten
 
 
 def encoder_path(
-    model: LatentVariableModel, x: Tensor, *, data_prior: bool = True
+    model: LatentVariableModel, x: Tensor, *, data_prior: bool = True,
+    pz: Distribution | None = None,
 ) -> tuple[JointTerms, Tensor | None]:
-    """Terms at x ∼ P(x) (the batch), z ∼ q(z|x); plus log q(z|x) if z needs REINFORCE, else None."""
+    """Terms at x ∼ P(x) (the batch), z ∼ q(z|x); plus log q(z|x) if z needs REINFORCE, else None.
+
+    ``pz``: the prior p(z) if the caller already built it (shared between the two paths).
+    """
     qz_x = model.posterior(x)
     z, score = draw(qz_x)
-    terms = model.terms(x, z, path="encoder", qz_x=qz_x, data_prior=data_prior)
+    terms = model.terms(x, z, path="encoder", qz_x=qz_x, pz=pz, data_prior=data_prior)
     return terms, (terms.log_qz_x if score else None)
 
 
-def decoder_path(model: LatentVariableModel, num_samples: int) -> tuple[JointTerms, Tensor | None]:
+def decoder_path(
+    model: LatentVariableModel, num_samples: int, *, pz: Distribution | None = None
+) -> tuple[JointTerms, Tensor | None]:
     """Terms at z ∼ P(z), x ∼ p(x|z); plus log p(x|z) if x needs REINFORCE (Eq. 17), else None."""
-    z, _ = draw(model.anchor(), (num_samples,))
+    pz = model.prior() if pz is None else pz
+    z, _ = draw(model.anchor(pz), (num_samples,))
     px_z = model.likelihood(z)
     x, score = draw(px_z)
-    terms = model.terms(x, z, path="decoder", px_z=px_z)
+    terms = model.terms(x, z, path="decoder", px_z=px_z, pz=pz)
     return terms, (terms.log_px_z if score else None)
 
 

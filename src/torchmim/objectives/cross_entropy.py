@@ -35,11 +35,12 @@ class CE(Objective):
     symmetric: bool = True
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
-        enc, enc_score = encoder_path(model, x)
+        pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
+        enc, enc_score = encoder_path(model, x, pz=pz)
         losses = [path_loss(ce_per_sample(enc), enc_score)]
         terms = {"encoder": enc}
         if self.symmetric:
-            dec, dec_score = decoder_path(model, x.shape[0])
+            dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
             losses.append(path_loss(ce_per_sample(dec), dec_score))
             terms["decoder"] = dec
         return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)

@@ -55,11 +55,12 @@ class MIMMinusEntropy(Objective):
     decoder_path_min_beta: float = 1.0
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
-        enc, enc_score = encoder_path(model, x)
+        pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
+        enc, enc_score = encoder_path(model, x, pz=pz)
         losses = [path_loss(mim_per_sample(enc, beta) - ce_per_sample(enc), enc_score)]
         terms = {"encoder": enc}
         if beta >= self.decoder_path_min_beta:
-            dec, dec_score = decoder_path(model, x.shape[0])
+            dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
             losses.append(path_loss(mim_per_sample(dec, beta) - ce_per_sample(dec), dec_score))
             terms["decoder"] = dec
         return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)

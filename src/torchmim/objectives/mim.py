@@ -34,11 +34,12 @@ def mim_loss(
     sample per anchor x. With the marginal q(x) of Eq. (16), log q(x) is estimated per path as in
     Algorithm 2, and L̂ equals its line 13. ``symmetric=False`` drops D_dec (A-MIM).
     """
-    enc, enc_score = encoder_path(model, x)
+    pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
+    enc, enc_score = encoder_path(model, x, pz=pz)
     losses = [path_loss(mim_per_sample(enc, beta), enc_score)]
     terms = {"encoder": enc}
     if symmetric:
-        dec, dec_score = decoder_path(model, x.shape[0])
+        dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
         losses.append(path_loss(mim_per_sample(dec, beta), dec_score))
         terms["decoder"] = dec
     return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)

@@ -1,0 +1,221 @@
+"""The paper's image experiments (Section 6.3–6.4, Tables 1 and 2) as one sweep, ``image-tables``.
+
+Grid: {Fashion-MNIST, MNIST, Omniglot} × {convHVAE, PixelHVAE} × {standard, VampPrior} prior ×
+{MIM (A-MIM for PixelHVAE, Section 5.3), VAE} × seeds; both tables come from the same runs (Table 1:
+test NLL, Table 2: 5-NN accuracy).
+
+The default is the full-scale protocol of the reference set-up (``specs/image-architectures.md``):
+Adam with per-parameter L2-normalised gradients, learning rate 5e-4, batch 100, β warm-up over 100
+epochs, early stopping with patience 50 at β = 1, test NLL by importance sampling with S = 5000,
+k-NN for k ∈ {1, 3, 5, 10}; 10 seeds. That is GPU work. The ``cpu`` preset is what a 2-core CPU
+finishes in about an hour for one data set (smaller training set, few epochs, fewer importance
+samples and test points; one seed) — its numbers show the orderings, not the paper's values. The
+``quick`` preset runs in minutes (tests, smoke checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .aggregate import aggregate
+from .figures import SWEEP_FIGURES, FigureSkipped, _load, select_cells
+from .spec import Cell, FigureSpec, SweepSpec
+
+__all__ = ["image_tables", "PAPER_TABLE1", "PAPER_TABLE2"]
+
+DATA = [
+    {"label": "Fashion-MNIST", "set": {"data": {"name": "fashion-mnist"}}},
+    {"label": "MNIST", "set": {"data": {"name": "mnist"}}},
+    {"label": "Omniglot", "set": {"data": {"name": "omniglot"}}},
+]
+ARCHS = [
+    {"label": "convHVAE (S)", "set": {"model": {"name": "convhvae", "prior": "standard"}}},
+    {"label": "convHVAE (VP)", "set": {"model": {"name": "convhvae", "prior": "vampprior"}}},
+    {"label": "PixelHVAE (S)", "set": {"model": {"name": "pixelhvae", "prior": "standard"}}},
+    {"label": "PixelHVAE (VP)", "set": {"model": {"name": "pixelhvae", "prior": "vampprior"}}},
+]
+CONV = ["convHVAE (S)", "convHVAE (VP)"]
+PIXEL = ["PixelHVAE (S)", "PixelHVAE (VP)"]
+
+# Table 1 of the paper: test NLL (nats), mean ± std over 10 trials; (MIM or A-MIM, VAE) per column.
+PAPER_TABLE1: dict[str, dict[str, tuple[tuple[float, float], tuple[float, float]]]] = {
+    "Fashion-MNIST": {"convHVAE (S)": ((272.14, 0.64), (225.40, 0.05)),
+                      "convHVAE (VP)": ((227.61, 0.34), (224.77, 0.04)),
+                      "PixelHVAE (S)": ((243.95, 0.47), (224.65, 0.07)),
+                      "PixelHVAE (VP)": ((224.94, 0.34), (224.02, 0.08))},
+    "MNIST": {"convHVAE (S)": ((126.85, 0.56), (80.50, 0.05)),
+              "convHVAE (VP)": ((82.73, 0.08), (79.66, 0.06)),
+              "PixelHVAE (S)": ((114.96, 0.35), (79.04, 0.05)),
+              "PixelHVAE (VP)": ((79.04, 0.08), (78.60, 0.04))},
+    "Omniglot": {"convHVAE (S)": ((141.81, 0.32), (97.94, 0.29)),
+                 "convHVAE (VP)": ((104.10, 2.17), (97.52, 0.16)),
+                 "PixelHVAE (S)": ((126.12, 0.38), (91.06, 0.14)),
+                 "PixelHVAE (VP)": ((91.82, 0.20), (90.74, 0.15))},
+}
+# Table 2 of the paper: 5-NN test accuracy (std < 0.01); (MIM or A-MIM, VAE) per column.
+PAPER_TABLE2: dict[str, dict[str, tuple[float, float]]] = {
+    "Fashion-MNIST": {"convHVAE (S)": (0.83, 0.76), "convHVAE (VP)": (0.81, 0.78),
+                      "PixelHVAE (S)": (0.71, 0.76), "PixelHVAE (VP)": (0.79, 0.77)},
+    "MNIST": {"convHVAE (S)": (0.97, 0.92), "convHVAE (VP)": (0.97, 0.92),
+              "PixelHVAE (S)": (0.95, 0.86), "PixelHVAE (VP)": (0.96, 0.81)},
+}
+
+
+def image_tables() -> SweepSpec:
+    # measured (docs/benchmarks.md): convHVAE MIM trains at 50 images/s on 2 threads, VAE at 120;
+    # 8 cells × 6 epochs of 4,000 images then fit in about an hour with 2 workers.
+    fmnist_cpu = {"n_train": 4000, "n_val": 1000, "n_test": 1000, "n_train_eval": 4000}
+    return SweepSpec(
+        name="image-tables",
+        description="Tables 1 and 2: {Fashion-MNIST, MNIST, Omniglot} × {convHVAE, PixelHVAE} × "
+                    "{standard, VampPrior} × {MIM (A-MIM for PixelHVAE), VAE}; dynamically binarised "
+                    "images, two-level latents z = [z1, z2] ∈ R^80, the reference set-up.",
+        paper="Table 1: VAE has the better NLL, by a large margin with the standard prior and a "
+              "small one with the VampPrior. Table 2: MIM's 5-NN accuracy is higher in all cases "
+              "but PixelHVAE (S) on Fashion-MNIST.",
+        base={"train": {"lr": 5e-4, "batch_size": 100, "normalize_grads": True,
+                        "lr_schedule": "constant", "warmup_epochs": 100, "patience": 50,
+                        "epochs": 2000},
+              "eval": {"mi": False, "nll_samples": 5000, "extra_knn_k": [1, 3, 10],
+                       "max_points": 10000, "recon_points": 1000, "nll_batch_size": 20,
+                       "nll_max_pairs": 2000}},
+        grid={"data": DATA, "model": ARCHS, "objective.name": ["mim", "amim", "vae"],
+              "seed": list(range(10))},
+        exclude=[{"model": CONV, "objective.name": "amim"},
+                 {"model": PIXEL, "objective.name": "mim"}],
+        presets={
+            "cpu": {"description": "one data set (Fashion-MNIST unless --grid data=...) in about "
+                                   "an hour on 2 CPU cores",
+                    "grid": {"data": ["Fashion-MNIST"], "seed": [0]},
+                    "set": {**{f"data.{k}": v for k, v in fmnist_cpu.items()},
+                            "train.epochs": 6, "train.warmup_epochs": 3, "train.patience": 2,
+                            "eval.nll_samples": 100, "eval.nll_points": 300,
+                            "eval.recon_points": 200, "eval.max_points": 1000}},
+            "quick": {"description": "minutes: tiny data, 2 epochs",
+                      "grid": {"data": ["Fashion-MNIST"], "seed": [0]},
+                      "set": {"data.n_train": 300, "data.n_val": 100, "data.n_test": 100,
+                              "data.n_train_eval": 300, "train.epochs": 2,
+                              "train.warmup_epochs": 1, "model.num_pseudo_inputs": 20,
+                              "eval.nll_samples": 5, "eval.nll_points": 20,
+                              "eval.recon_points": 20,
+                              "eval.max_points": 100}},
+        },
+        group="objective.name",
+        metrics=["nll", "knn_acc", "knn_acc_k1", "knn_acc_k3", "knn_acc_k10", "recon_rmse"],
+        figures=[
+            FigureSpec("paper_table", "table1.md", {"metric": "nll", "table": 1}),
+            FigureSpec("paper_table", "table2.md", {"metric": "knn_acc", "table": 2}),
+            FigureSpec("image_rows", "reconstructions_convhvae_vp.png",
+                       {"select": {"model": "convHVAE (VP)", "seed": 0}}),
+            FigureSpec("image_rows", "reconstructions_convhvae_s.png",
+                       {"select": {"model": "convHVAE (S)", "seed": 0}}),
+            FigureSpec("tsne", "tsne_convhvae_s.png", {"select": {"model": "convHVAE (S)",
+                                                                  "seed": 0}}),
+            FigureSpec("tsne", "tsne_convhvae_vp.png", {"select": {"model": "convHVAE (VP)",
+                                                                   "seed": 0}}),
+        ],
+    )
+
+
+def _fmt(mean: float, std: float, n: int, digits: int) -> str:
+    if mean != mean:  # NaN
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (f" (n={n})" if n != 1 else "")
+
+
+@SWEEP_FIGURES.register("paper_table")
+def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
+                metric: str = "nll", table: int = 1) -> str:
+    """The paper's Table 1 (NLL) or 2 (5-NN accuracy) as Markdown, ours next to the paper's."""
+    summary = aggregate(rows, ["data", "model", "objective.name"], [metric])
+    ours = {(e["data"], e["model"], e["objective.name"]): e for e in summary}
+    digits = 2 if metric == "nll" else 3
+    archs = [a["label"] for a in ARCHS]
+    head = "| data set | " + " | ".join(
+        f"{a} {'A-MIM' if a in PIXEL else 'MIM'} | {a} VAE" for a in archs) + " |"
+    lines = [f"Table {table} — {'test NLL (nats, lower is better)' if metric == 'nll' else '5-NN test accuracy'}: "
+             "this run (mean ± std over seeds) and the paper.", "", head,
+             "|---|" + "---:|" * (2 * len(archs))]
+    datasets = sorted({r["data"] for r in rows}, key=[d["label"] for d in DATA].index)
+    paper = PAPER_TABLE1 if table == 1 else PAPER_TABLE2
+    for data in datasets:
+        ours_cells, paper_cells = [], []
+        for arch in archs:
+            for obj in (("amim" if arch in PIXEL else "mim"), "vae"):
+                e = ours.get((data, arch, obj))
+                ours_cells.append(_fmt(e[f"{metric}_mean"], e[f"{metric}_std"], e["n"], digits)
+                                  if e else "–")
+            ref = paper.get(data, {}).get(arch)
+            if ref is None:
+                paper_cells += ["–", "–"]
+            elif table == 1:
+                paper_cells += [f"{m:.2f} ± {s:.2f}" for m, s in ref]
+            else:
+                paper_cells += [f"{v:.2f}" for v in ref]
+        lines.append(f"| {data} (torchmim) | " + " | ".join(ours_cells) + " |")
+        lines.append(f"| {data} (paper) | " + " | ".join(paper_cells) + " |")
+    r = rows[0]
+    lines += ["", f"torchmim: NLL by importance sampling with S = {int(r.get('nll_samples', 0))} on "
+                  f"{int(r.get('nll_points', r.get('n_test', 0)))} test images; k-NN fit on "
+                  f"{int(r.get('n_train', 0))} training codes, scored on {int(r.get('n_test', 0))} "
+                  "test codes. Paper: 10 trials, S = 5000, full test sets.", ""]
+    return "\n".join(lines)
+
+
+def _pairs(out: Path, spec: SweepSpec, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
+           select: dict[str, Any]) -> list[tuple[str, Cell]]:
+    from ..figures.style import objective_label
+
+    done = {r["cell"] for r in rows}
+    chosen = [c for c in select_cells(cells, select) if c.id in done]
+    if not chosen:
+        raise FigureSkipped(f"sweep {spec.name}: no finished cell matches {select}")
+    data = chosen[0].params.get("data")
+    chosen = [c for c in chosen if c.params.get("data") == data]
+    order = {"vae": 0, "mim": 1, "amim": 1}
+    chosen.sort(key=lambda c: order.get(c.params.get("objective.name"), 2))
+    return [(objective_label(c.params.get("objective.name", "")), c) for c in chosen]
+
+
+@SWEEP_FIGURES.register("image_rows")
+def image_rows(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
+               select: dict[str, Any] | None = None, n: int = 16, seed: int = 0):
+    """Test images, each objective's reconstruction (decoder means) and random samples (Fig. 6, 17)."""
+    import torch
+
+    from ..figures.images import plot_image_rows
+
+    pairs = _pairs(out, spec, rows, cells, select or {})
+    first = pairs[0][1]
+    x = first.config.data.load(seed=first.config.seed).test[0][:n]
+    strips = [("test data", x)]
+    samples = []
+    for label, cell in pairs:
+        model = _load(out, cell).eval()
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(seed)
+            strips.append((f"{label} recon.", model.reconstruct(x, sample=False)))
+            samples.append((f"{label} samples", model.sample(n, mean=True)))
+    title = f"{first.params.get('data', '')}, {first.params.get('model', '')}"
+    return plot_image_rows(strips + samples, nrow=n, title=title)
+
+
+@SWEEP_FIGURES.register("tsne")
+def tsne(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
+         select: dict[str, Any] | None = None, n: int = 2000):
+    """t-SNE of the test codes z = [z1, z2] (posterior means), coloured by class (Fig. 7–10)."""
+    from ..data.images import FASHION_MNIST_CLASSES, MNIST_CLASSES
+    from ..figures.images import plot_tsne
+    from ..metrics import embed
+
+    pairs = _pairs(out, spec, rows, cells, select or {})
+    first = pairs[0][1]
+    x, y = first.config.data.load(seed=first.config.seed).test
+    x, y = x[:n], y[:n]
+    names = {"Fashion-MNIST": FASHION_MNIST_CLASSES, "MNIST": MNIST_CLASSES}.get(
+        first.params.get("data"))
+    panels = [(f"{label}, {first.params.get('model', '')}", embed(_load(out, cell), x), y)
+              for label, cell in pairs]
+    return plot_tsne(panels, class_names=names)
