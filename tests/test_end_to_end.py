@@ -52,7 +52,7 @@ def test_demo_writes_metrics_report_and_figures(tmp_path):
 
 def test_readme_starts_with_two_commands():
     text = (ROOT / "README.md").read_text()
-    first_block = re.match(r"\s*```(?:bash|sh)?\n(.*?)```", text, re.S)
+    first_block = re.match(r"\s*```(?:bash|sh)?\n(.*?)```", text, re.DOTALL)
     assert first_block, "README.md must start with a code block"
     commands = [ln for ln in first_block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
     assert [c.split("#")[0].strip() for c in commands] == ["make demo", "make test"]
@@ -61,7 +61,7 @@ def test_readme_starts_with_two_commands():
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})

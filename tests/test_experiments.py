@@ -211,5 +211,28 @@ def test_overrides_apply_after_a_variant_that_sets_a_whole_section():
     )
     cell = expand(spec.resolved(preset="small", overrides=["data.n_test=77"]))[0]
     assert (cell.config.data.n_train, cell.config.data.n_test) == (123, 77)
-    with pytest.raises(tm.ConfigError, match="'seed' is a grid key"):
+    with pytest.raises(tm.ConfigError, match="'seed' would replace what the grid sets"):
         spec.resolved(overrides=["seed=3"])
+
+
+def test_claims_pair_rows_on_every_grid_key_and_count_amim_as_mim():
+    def row(obj, model, acc):
+        return {"objective.name": obj, "data": "F", "model": model, "knn_acc_mean": acc,
+                "knn_acc_std": 0.0}
+
+    summary = [row("mim", "conv", 0.8), row("vae", "conv", 0.7),
+               row("amim", "pixel", 0.6), row("vae", "pixel", 0.65)]
+    result = dict((t.split(" (")[0], ok) for t, ok in claims(summary, ["data", "model"],
+                                                            "objective.name"))
+    assert result == {"data = F, model = conv: MIM has higher 5-NN accuracy": True,
+                      "data = F, model = pixel: MIM has higher 5-NN accuracy": False}
+
+
+def test_overrides_may_not_replace_what_the_grid_sets_and_grid_can_widen_a_preset():
+    spec = get_sweep("image-tables")
+    for bad in ("data.name=mnist", "model.prior=vampprior", "model={}", "objective.name=vae"):
+        with pytest.raises(tm.ConfigError, match="would replace what the grid sets"):
+            spec.resolved(overrides=[bad])
+    spec.resolved(overrides=["data.n_train=10", "model.num_pseudo_inputs=5"])  # allowed
+    widened = spec.resolved(preset="cpu", only={"data": ["MNIST", "Omniglot"]})
+    assert [v["label"] for v in widened.grid["data"]] == ["MNIST", "Omniglot"]

@@ -420,7 +420,7 @@ def test_binarised_images_and_labels_line_up(mnist_dir):
 
     s = MNISTConfig(root=str(mnist_dir), n_val=500, n_test=1000, n_train_eval=None, **MNIST_5K)
     splits = s.load(seed=0)
-    flat = lambda t: t.flatten(1).numpy()  # noqa: E731
+    flat = lambda t: t.flatten(1).numpy()
     knn = KNeighborsClassifier(5, algorithm="brute").fit(
         flat(splits.train_eval[0]), splits.train_eval[1].numpy()
     )
@@ -644,7 +644,7 @@ def test_omniglot_png_folder_equals_zip(omniglot_dir, tmp_path):
 @pytest.fixture
 def png_cache(monkeypatch):
     """Decode each set of PNG sources once per test (the loads below only differ in the split)."""
-    import torchmim.data.omniglot as omniglot
+    from torchmim.data import omniglot
 
     real, cache = omniglot.read_omniglot_pngs, {}
 

@@ -160,3 +160,21 @@ def test_evaluate_reports_sizes_and_is_deterministic():
     assert a == b
     assert a["n_test"] == 300 and a["ksg_k"] == 5 and a["knn_k"] == 5
     assert set(a) >= {"mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units"}
+
+
+@pytest.mark.parametrize(("model_name", "expected"), [("mlp", 1000), ("image-mlp", 5000)])
+def test_nll_samples_default_to_the_models_protocol(model_name, expected):
+    """S = 1000 for the toy models (Section 6.2), 5000 for image models (Table 1)."""
+    torch.manual_seed(0)
+    model = tm.build_model(name=model_name)
+    shape = (2,) if model_name == "mlp" else (1, 28, 28)
+    x = torch.bernoulli(torch.full((3, *shape), 0.5))
+    out = tm.metrics.evaluate(model, x, mi=False, nll_points=1)
+    assert out["nll_samples"] == expected
+    assert tm.metrics.evaluate(model, x, mi=False, nll_points=1, nll_samples=7)["nll_samples"] == 7
+
+
+def test_run_config_writes_the_models_nll_samples_out():
+    assert tm.RunConfig().eval.nll_samples == 1000
+    cfg = tm.RunConfig.from_dict({"model": {"name": "convhvae"}, "data": {"name": "mnist"}})
+    assert cfg.eval.nll_samples == 5000 and cfg.to_dict()["eval"]["nll_samples"] == 5000

@@ -63,7 +63,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert second.epoch == full.epoch == 5
     for (n, a), (_, b) in zip(full.model.state_dict().items(), second.model.state_dict().items()):
         assert torch.equal(a, b), n
-    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
     assert strip(second.history) == strip(full.history)
 
 

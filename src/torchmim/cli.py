@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -184,12 +183,12 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
     sweep resumes it. Writes results.csv, summary.csv and the figures into the output folder.
     """
     from .errors import ConfigError
-    from .experiments import EXPERIMENTS, get_sweep, run_sweep
+    from .experiments import EXPERIMENTS, expand, get_sweep, run_sweep
 
     if list_:
         for key in EXPERIMENTS.names():
             spec = EXPERIMENTS.get(key)()
-            cells = math.prod(len(v) for v in spec.grid.values())
+            cells = len(expand(spec))
             presets = f" (presets: {', '.join(spec.presets)})" if spec.presets else ""
             click.echo(f"{key:14s} {cells:4d} cells{presets}  {spec.description[:60]}…")
         return
@@ -211,6 +210,9 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
     click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
                + (f", {len(result.failures)} failed (see failures.json)" if result.failures else ""))
     click.echo(f"results: {out_dir / 'results.csv'}")
+    state = json.loads((out_dir / "sweep.json").read_text())
+    for file, why in state.get("skipped_figures", {}).items():
+        click.echo(f"figure {file} not drawn: {why}")
     if result.failures:
         sys.exit(1)
 

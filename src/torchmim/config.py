@@ -26,12 +26,12 @@ from .errors import ConfigError
 from .registry import suggest
 
 __all__ = [
-    "from_dict",
-    "to_dict",
-    "load_config_file",
-    "save_config_file",
-    "parse_overrides",
     "apply_overrides",
+    "from_dict",
+    "load_config_file",
+    "parse_overrides",
+    "save_config_file",
+    "to_dict",
 ]
 
 T = TypeVar("T")

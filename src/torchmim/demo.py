@@ -25,7 +25,7 @@ from .objectives import get_objective
 from .runs import EvalConfig, RunConfig, RunResult, run
 from .training.trainer import TrainerConfig
 
-__all__ = ["run_demo", "demo_configs"]
+__all__ = ["demo_configs", "run_demo"]
 
 OBJECTIVES = ("vae", "mim")
 

@@ -9,10 +9,10 @@ derive from the matching built-in exception (``ValueError``, ``KeyError``, ...) 
 from __future__ import annotations
 
 __all__ = [
-    "TorchMIMError",
+    "CheckpointError",
     "ConfigError",
     "DataError",
-    "CheckpointError",
+    "TorchMIMError",
     "TrainingDivergedError",
 ]
 

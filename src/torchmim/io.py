@@ -19,7 +19,7 @@ from .errors import CheckpointError, ConfigError
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 
-__all__ = ["atomic_save", "safe_load", "save_model", "load_model", "model_to_dict", "model_from_dict"]
+__all__ = ["atomic_save", "load_model", "model_from_dict", "model_to_dict", "safe_load", "save_model"]
 
 MODEL_FORMAT = "torchmim.model"
 CHECKPOINT_FORMAT = "torchmim.checkpoint"

@@ -29,16 +29,16 @@ from .errors import DataError
 from .models.latent_variable_model import LatentVariableModel
 
 __all__ = [
-    "ksg_mutual_information",
-    "mutual_information",
-    "importance_sampled_nll",
-    "reconstruction_rmse",
-    "knn_accuracy",
-    "posterior_variance",
-    "latent_activity",
     "active_units",
     "embed",
     "evaluate",
+    "importance_sampled_nll",
+    "knn_accuracy",
+    "ksg_mutual_information",
+    "latent_activity",
+    "mutual_information",
+    "posterior_variance",
+    "reconstruction_rmse",
 ]
 
 
@@ -270,7 +270,7 @@ def evaluate(
     knn_k: int = 5,
     extra_knn_k: tuple[int, ...] | list[int] = (),
     max_points: int = 10_000,
-    nll_samples: int = 1000,
+    nll_samples: int | None = None,
     nll_points: int | None = None,
     recon_points: int | None = None,
     nll_batch_size: int = 256,
@@ -291,6 +291,8 @@ def evaluate(
     ``nll_points``, ``recon_points``. ``nll_batch_size`` and ``nll_max_pairs`` bound the memory of the NLL (test
     points per batch, decoder evaluations at once).
     """
+    if nll_samples is None:  # the model's default: 1000 (Section 6.2), 5000 for image models
+        nll_samples = getattr(getattr(model, "config", None), "default_nll_samples", 1000)
     xt = _model_input(model, x_test, "x_test")[:max_points]
     x_nll = xt if nll_points is None else xt[:nll_points]
     x_rec = xt if recon_points is None else xt[:recon_points]

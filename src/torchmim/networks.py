@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-__all__ = ["ACTIVATIONS", "NETWORKS", "MLP", "activation"]
+__all__ = ["ACTIVATIONS", "MLP", "NETWORKS", "activation"]
 
 #: Activation functions by name (``tanh`` as in Section 6.2, ``swish`` as in Appendix D).
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")

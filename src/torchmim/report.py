@@ -40,17 +40,22 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return html.escape(str(v))
 
 
-def claims(summary: Sequence[dict[str, Any]], x: str | None, group: str) -> list[tuple[str, bool]]:
-    """MIM-vs-VAE comparisons at every x where both were run: the paper's four claims."""
+def claims(summary: Sequence[dict[str, Any]], keys: str | Sequence[str] | None,
+           group: str) -> list[tuple[str, bool]]:
+    """MIM-vs-VAE comparisons wherever both were run with the same values of ``keys`` (the grid keys
+    other than the seed and ``group``; one key or a list): the paper's four claims. A-MIM counts as
+    the MIM side."""
     if group != "objective.name":
         return []
-    by = {(e.get(x) if x else None, e[group]): e for e in summary}
+    keys = [keys] if isinstance(keys, str) else [k for k in (keys or []) if k != group]
+    side = {"mim": "mim", "amim": "mim", "vae": "vae"}
+    by = {(tuple(e.get(k) for k in keys), side.get(e[group])): e for e in summary}
     out = []
     for (xv, g), mim in by.items():
         if g != "mim" or (xv, "vae") not in by:
             continue
         vae = by[(xv, "vae")]
-        where = f"{x.split('.')[-1]} = {xv}: " if x else ""
+        where = ", ".join(f"{k.split('.')[-1]} = {v}" for k, v in zip(keys, xv)) + (": " if keys else "")
         for metric, better, text in (("mi", "higher", "MIM has higher MI"),
                                      ("knn_acc", "higher", "MIM has higher 5-NN accuracy"),
                                      ("recon_rmse", "lower", "MIM reconstructs better"),
@@ -95,7 +100,8 @@ def _sweep_section(folder: Path, root: Path) -> str:
                              for m in metrics)
             body.append(f"<tr>{cells}</tr>")
         parts.append(f"<table><tr>{head}</tr>{''.join(body)}</table>")
-        checks = claims(summary, spec.get("x"), spec.get("group", "objective.name"))
+        group = spec.get("group", "objective.name")
+        checks = claims(summary, [k for k in grid if k != group], group)
         if checks:
             n_ok = sum(ok for _, ok in checks)
             parts.append(f"<details><summary>The paper's claims: {n_ok} of {len(checks)} hold on "
@@ -105,9 +111,13 @@ def _sweep_section(folder: Path, root: Path) -> str:
             parts.append("</ul></details>")
     for fig in spec.get("figures", []):
         path = folder / fig["file"]
-        if path.is_file():
+        if path.is_file() and path.suffix == ".md":  # a text table (the image sweeps' Tables 1, 2)
+            parts.append(f"<pre>{html.escape(path.read_text())}</pre>")
+        elif path.is_file():
             rel = html.escape(str(path.relative_to(root)))
             parts.append(f'<p><img src="{rel}" alt="{html.escape(fig["file"])}"></p>')
+    for file, why in state.get("skipped_figures", {}).items():
+        parts.append(f'<p class="meta">{html.escape(file)} not drawn: {html.escape(why)}</p>')
     failures = folder / "failures.json"
     if failures.is_file():
         failed = json.loads(failures.read_text())

@@ -14,8 +14,8 @@ from .images import (
     read_idx_images,
 )
 from .loading import as_dataloader, as_tensor, batch_x, check_finite
-from .pca import FashionMNISTPCAConfig, pca_projection
 from .omniglot import OmniglotConfig, OmniglotImages, read_chardata, read_omniglot_pngs
+from .pca import FashionMNISTPCAConfig, pca_projection
 from .toy import (
     CustomMixtureConfig,
     GaussianMixtureData,

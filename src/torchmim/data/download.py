@@ -35,15 +35,15 @@ from ..errors import DataError
 
 __all__ = [
     "ENV_VAR",
-    "RemoteFile",
     "REMOTE_FILES",
+    "RemoteFile",
     "cache_dir",
-    "search_dirs",
+    "download_url",
+    "fetch",
     "find_file",
     "locate_files",
     "md5sum",
-    "download_url",
-    "fetch",
+    "search_dirs",
 ]
 
 #: Environment variable naming the data cache (default ``~/.cache/torchmim``).

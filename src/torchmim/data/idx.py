@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["read_idx", "write_idx", "parse_idx", "IDX_DTYPES"]
+__all__ = ["IDX_DTYPES", "parse_idx", "read_idx", "write_idx"]
 
 #: IDX element-type codes and the (big-endian) NumPy dtypes they stand for.
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -40,20 +40,20 @@ from .download import REMOTE_FILES, locate_files
 from .idx import read_idx
 
 __all__ = [
-    "BinarizeMode",
     "BINARIZE_MODES",
-    "MNIST_CLASSES",
     "FASHION_MNIST_CLASSES",
+    "MNIST_CLASSES",
+    "BinarizeMode",
+    "BinarizedImages",
+    "FashionMNISTConfig",
+    "IDXImageConfig",
+    "ImageSplitConfig",
+    "MNISTConfig",
     "bernoulli_uniforms",
     "binarize_images",
-    "grey_levels",
-    "BinarizedImages",
-    "ImageSplitConfig",
     "build_image_splits",
+    "grey_levels",
     "read_idx_images",
-    "IDXImageConfig",
-    "MNISTConfig",
-    "FashionMNISTConfig",
 ]
 
 BinarizeMode = Literal["dynamic", "fixed", "none"]
@@ -346,7 +346,7 @@ def build_image_splits(
 
     key_train = derive_seed(cfg.binarize_seed, "fixed", train_part)
     key_test = derive_seed(cfg.binarize_seed, "fixed", test_part)
-    as_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
+    as_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64))
     train_ds = BinarizedImages(
         x_pool[train_idx],
         y_pool[train_idx],

@@ -8,12 +8,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
-from torch.utils.data import TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from ..errors import DataError
 
-__all__ = ["as_tensor", "as_dataloader", "batch_x", "check_finite"]
+__all__ = ["as_dataloader", "as_tensor", "batch_x", "check_finite"]
 
 
 def as_tensor(data: Any, *, name: str = "data", dtype: torch.dtype | None = None) -> Tensor:

@@ -43,12 +43,12 @@ from .download import REMOTE_FILES, cache_dir, find_file, locate_files, search_d
 from .images import ImageSplitConfig, build_image_splits
 
 __all__ = [
+    "REFERENCE_N_VAL",
+    "OmniglotConfig",
     "OmniglotImages",
     "read_chardata",
     "read_omniglot_pngs",
     "split_by_character",
-    "OmniglotConfig",
-    "REFERENCE_N_VAL",
 ]
 
 #: Validation images the reference holds out of chardata's 24,345 training images.
@@ -288,7 +288,7 @@ def split_by_character(
         k = int(round(test_fraction * len(idx)))
         train.append(idx[: len(idx) - k])
         test.append(idx[len(idx) - k :])
-    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
+    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return cat(train), cat(test)
 
 

@@ -34,10 +34,10 @@ def _projected(root: str | None, download: bool, n_components: int, n_val: int,
                                 n_train=n_train, n_test=n_test, n_train_eval=None,
                                 split_seed=split_seed).load(seed=0)
     train_x, train_y = images.train.get_batch(np.arange(len(images.train)))
-    flat = lambda t: t.reshape(t.shape[0], -1).numpy().astype(np.float64)  # noqa: E731
+    flat = lambda t: t.reshape(t.shape[0], -1).numpy().astype(np.float64)
     pca = PCA(n_components=n_components, svd_solver="randomized", random_state=0)
     coef_train = pca.fit_transform(flat(train_x))
-    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)
     return {
         "train": (as_t(coef_train), train_y),
         "val": (as_t(pca.transform(flat(images.val[0]))), images.val[1]),

@@ -23,13 +23,13 @@ from ..seeding import derive_seed
 from .base import DATASETS, DataConfig, DataSplits
 
 __all__ = [
-    "GaussianMixtureData",
-    "paper_2d_mixture",
-    "paper_20d_mixture",
-    "ResampledMixtureDataset",
+    "CustomMixtureConfig",
     "GMM2DConfig",
     "GMM20DConfig",
-    "CustomMixtureConfig",
+    "GaussianMixtureData",
+    "ResampledMixtureDataset",
+    "paper_2d_mixture",
+    "paper_20d_mixture",
 ]
 
 

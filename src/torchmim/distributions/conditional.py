@@ -16,8 +16,8 @@ from .mixture import ReparameterizedMixture
 
 __all__ = [
     "CONDITIONALS",
-    "ConditionalGaussian",
     "ConditionalBernoulli",
+    "ConditionalGaussian",
     "ConditionalGaussianMixture",
     "gaussian_from_mean_logvar",
 ]

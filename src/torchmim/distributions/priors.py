@@ -23,7 +23,7 @@ from .mixture import ReparameterizedMixture
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import LatentVariableModel
 
-__all__ = ["PRIORS", "Prior", "StandardNormal", "DiagonalGaussian", "GaussianMixture", "Path"]
+__all__ = ["PRIORS", "DiagonalGaussian", "GaussianMixture", "Path", "Prior", "StandardNormal"]
 
 Path = Literal["encoder", "decoder"]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .spec import SweepSpec
 
-__all__ = ["aggregate", "summarize", "series"]
+__all__ = ["aggregate", "series", "summarize"]
 
 
 def aggregate(rows: Sequence[dict[str, Any]], by: Sequence[str], metrics: Sequence[str]

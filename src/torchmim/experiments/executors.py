@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-__all__ = ["Executor", "SerialExecutor", "LocalProcessExecutor", "make_executor"]
+__all__ = ["Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
 
 
 class Executor:

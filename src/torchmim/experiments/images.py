@@ -23,7 +23,7 @@ from .aggregate import aggregate
 from .figures import SWEEP_FIGURES, FigureSkipped, _load, select_cells
 from .spec import Cell, FigureSpec, SweepSpec
 
-__all__ = ["image_tables", "PAPER_TABLE1", "PAPER_TABLE2"]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "image_tables"]
 
 DATA = [
     {"label": "Fashion-MNIST", "set": {"data": {"name": "fashion-mnist"}}},

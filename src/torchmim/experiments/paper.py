@@ -10,8 +10,16 @@ from typing import Any
 
 from .spec import FigureSpec, SweepSpec
 
-__all__ = ["fig3", "fig4", "fig5", "appendix_d1", "appendix_d2", "appendix_d3", "appendix_d4",
-           "ONE_D_BASE"]
+__all__ = [
+    "ONE_D_BASE",
+    "appendix_d1",
+    "appendix_d2",
+    "appendix_d3",
+    "appendix_d4",
+    "fig3",
+    "fig4",
+    "fig5",
+]
 
 SEEDS = list(range(10))
 WIDTHS = [5, 20, 50, 100, 200, 300, 400, 500]

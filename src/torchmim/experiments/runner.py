@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-
 import os
 import time
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from ..errors import ConfigError, TorchMIMError
 from .executors import Executor, make_executor
 from .spec import Cell, SweepSpec, expand
 
-__all__ = ["run_cell", "run_sweep", "SweepResult", "flatten", "write_csv", "read_csv"]
+__all__ = ["SweepResult", "flatten", "read_csv", "run_cell", "run_sweep", "write_csv"]
 
 METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units",
-                  "epochs", "best_epoch", "best_val_loss", "train_seconds", "n_test", "n_train",
+                  "epochs", "best_epoch", "best_val_loss", "train_seconds", "eval_seconds", "n_test", "n_train",
                   "ksg_k", "knn_k", "nll_samples"]
 
 

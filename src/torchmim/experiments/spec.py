@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..registry import suggest
 from ..runs import RunConfig
 
-__all__ = ["SweepSpec", "Cell", "FigureSpec", "expand", "load_sweep_file", "param_label"]
+__all__ = ["Cell", "FigureSpec", "SweepSpec", "expand", "load_sweep_file", "param_label"]
 
 
 @dataclass
@@ -116,15 +116,19 @@ class SweepSpec:
             for key, values in chosen.get("grid", {}).items():
                 spec.grid[key] = spec._select(key, list(values), f"presets.{preset}.grid")
             sets += [f"{k}={json.dumps(v)}" for k, v in chosen.get("set", {}).items()]
-        for key, values in (only or {}).items():
-            spec.grid[key] = spec._select(key, list(values), "--grid")
+        for key, values in (only or {}).items():  # from the full grid, so it can undo a preset's cut
+            spec.grid[key] = self._select(key, list(values), "--grid")
         if epochs is not None:
             sets.append(f"train.epochs={epochs}")
         sets += list(overrides or [])
+        written = spec._grid_paths()
         for keys, _ in parse_overrides(sets):
-            if ".".join(keys) in spec.grid:
-                raise ConfigError(f"sweep {self.name}: {'.'.join(keys)!r} is a grid key; choose "
-                                  f"its values with --grid {'.'.join(keys)}=V1,V2, not --set")
+            key = ".".join(keys)
+            clash = [p for p in written if p == key or p.startswith(key + ".")]
+            if clash:
+                raise ConfigError(
+                    f"sweep {self.name}: the override {key!r} would replace what the grid sets "
+                    f"({', '.join(sorted(clash))}); restrict the grid with --grid instead")
         spec.overrides = list(spec.overrides) + sets
         if seeds is not None:
             if "seed" not in spec.grid:
@@ -132,6 +136,23 @@ class SweepSpec:
             spec.grid["seed"] = list(range(seeds))
         spec.__post_init__()
         return spec
+
+    def _grid_paths(self) -> set[str]:
+        """The dotted config paths the grid writes: plain keys and every key a variant sets."""
+        def flat(prefix: str, value: Any) -> list[str]:
+            if isinstance(value, dict) and value:
+                return [p for k, v in value.items() for p in flat(f"{prefix}.{k}", v)]
+            return [prefix]
+
+        paths: set[str] = set()
+        for key, values in self.grid.items():
+            variants = [v for v in values if isinstance(v, dict)]
+            if not variants:
+                paths.add(key)
+            for v in variants:
+                for k, val in v.get("set", {}).items():
+                    paths.update(flat(k, val))
+        return paths
 
     def _select(self, key: str, values: list[Any], where: str) -> list[Any]:
         """``values`` for grid ``key``; strings select variants of the original grid by label."""

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from matplotlib.figure import Figure
 from torch import Tensor
 

@@ -22,8 +22,12 @@ from ..data.toy import GaussianMixtureData
 from ..models.latent_variable_model import LatentVariableModel
 from .style import objective_color
 
-__all__ = ["plot_observation_space", "plot_latent_ellipses", "plot_toy_comparison",
-           "plot_training_curves"]
+__all__ = [
+    "plot_latent_ellipses",
+    "plot_observation_space",
+    "plot_toy_comparison",
+    "plot_training_curves",
+]
 
 
 def _corner_text(ax: Axes, top: str | None, bottom: str | None) -> None:

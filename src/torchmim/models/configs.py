@@ -26,6 +26,8 @@ class ModelConfig:
 
     __registry__: ClassVar[Registry] = MODELS
     default_name: ClassVar[str] = "mlp"
+    #: importance samples S of the test NLL when the evaluation does not say (Section 6.2: 1000).
+    default_nll_samples: ClassVar[int] = 1000
 
     def build(self) -> LatentVariableModel:  # pragma: no cover - abstract
         raise NotImplementedError

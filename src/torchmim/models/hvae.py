@@ -366,7 +366,8 @@ def build_top_prior(name: str, dim: int, x_shape: Sequence[int], num_pseudo_inpu
 
 @dataclass
 class _TwoLevelImageConfig(ModelConfig):
-    """Fields shared by convHVAE and PixelHVAE (defaults: the paper / VampPrior set-up).
+    """Fields shared by convHVAE and PixelHVAE (defaults: the paper / VampPrior set-up; test NLL with
+    S = 5000 importance samples, as for the paper's Table 1).
 
     Attributes:
         x_shape: (C, H, W) of one image; derived sizes (conv feature size, maps) follow from it.
@@ -381,6 +382,8 @@ class _TwoLevelImageConfig(ModelConfig):
         std_floor: added to every Gaussian standard deviation (0: the clamp bounds σ ≥ e^−3).
         likelihood: p(x|z): ``"bernoulli"`` (binary images).
     """
+
+    default_nll_samples: ClassVar[int] = 5000
 
     x_shape: tuple[int, ...] = (1, 28, 28)
     z1_dim: int = 40

@@ -17,6 +17,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent
@@ -97,6 +98,8 @@ class ImageMLPConfig(ModelConfig):
         std_floor: added to the encoder's standard deviation (0).
         likelihood: ``"bernoulli"``.
     """
+
+    default_nll_samples: ClassVar[int] = 5000
 
     x_shape: tuple[int, ...] = (1, 28, 28)
     z_dim: int = 40

@@ -1,22 +1,30 @@
 """Objectives: pure functions of (model, batch of anchor samples, β) returning loss and terms."""
 
-from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, draw, encoder_path, path_loss
+from .base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveOutput,
+    decoder_path,
+    draw,
+    encoder_path,
+    path_loss,
+)
 from .baselines import AE, VAE
 from .cross_entropy import CE, ce_per_sample
 from .entropy_variants import MIMMinusEntropy, VAEPlusEntropy
 from .mim import AMIM, MIM, mim_loss, mim_per_sample
 
 __all__ = [
-    "OBJECTIVES",
     "AE",
     "AMIM",
     "CE",
     "MIM",
-    "MIMMinusEntropy",
+    "OBJECTIVES",
     "VAE",
-    "VAEPlusEntropy",
+    "MIMMinusEntropy",
     "Objective",
     "ObjectiveOutput",
+    "VAEPlusEntropy",
     "ce_per_sample",
     "decoder_path",
     "draw",

@@ -31,9 +31,9 @@ __all__ = [
     "OBJECTIVES",
     "Objective",
     "ObjectiveOutput",
+    "decoder_path",
     "draw",
     "encoder_path",
-    "decoder_path",
     "path_loss",
 ]
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
 from .base import OBJECTIVES, Objective, ObjectiveOutput, encoder_path, path_loss
 
-__all__ = ["VAE", "AE"]
+__all__ = ["AE", "VAE"]
 
 
 @OBJECTIVES.register("vae")

@@ -25,7 +25,7 @@ from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, encoder_
 from .cross_entropy import ce_per_sample
 from .mim import mim_per_sample
 
-__all__ = ["VAEPlusEntropy", "MIMMinusEntropy"]
+__all__ = ["MIMMinusEntropy", "VAEPlusEntropy"]
 
 
 @OBJECTIVES.register("vae_plus_h")

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
 from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, encoder_path, path_loss
 
-__all__ = ["MIM", "AMIM", "mim_per_sample", "mim_loss"]
+__all__ = ["AMIM", "MIM", "mim_loss", "mim_per_sample"]
 
 
 def mim_per_sample(terms: JointTerms, beta: float = 1.0) -> Tensor:

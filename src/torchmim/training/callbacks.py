@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
-__all__ = ["Callback", "ProgressBar", "CSVLogger", "TensorBoardLogger", "MLflowLogger"]
+__all__ = ["CSVLogger", "Callback", "MLflowLogger", "ProgressBar", "TensorBoardLogger"]
 
 
 class Callback:

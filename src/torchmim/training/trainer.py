@@ -35,7 +35,7 @@ from ..schedules import beta_warmup, lr_warmup_factor
 from ..seeding import derive_seed, seed_everything
 from .callbacks import Callback, ProgressBar
 
-__all__ = ["TrainerConfig", "Trainer", "CHECKPOINT_FORMAT", "fit"]
+__all__ = ["CHECKPOINT_FORMAT", "Trainer", "TrainerConfig", "fit"]
 
 
 @dataclass
