@@ -187,10 +187,8 @@ def appendix_d3() -> SweepSpec:
 
 def appendix_d4(init_epochs: int = 100) -> SweepSpec:
     orders = [
-        {"label": "CE→MIM", "set": {"init": {"objective": {"name": "ce"}, "epochs": init_epochs},
-                                    "objective.name": "mim"}},
-        {"label": "MIM→CE", "set": {"init": {"objective": {"name": "mim"}, "epochs": init_epochs},
-                                    "objective.name": "ce"}},
+        {"label": "CE→MIM", "set": {"init.objective": {"name": "ce"}, "objective.name": "mim"}},
+        {"label": "MIM→CE", "set": {"init.objective": {"name": "mim"}, "objective.name": "ce"}},
     ]
     columns = []
     for label, first, second in (("CE→MIM", "CE", "MIM"), ("MIM→CE", "MIM", "CE")):
@@ -206,7 +204,7 @@ def appendix_d4(init_epochs: int = 100) -> SweepSpec:
               "consistent (prior decoding matches q(x), prior encoding matches p(z)); a consistent "
               "MIM model trained further with L_CE loses consistency while fitting the priors to the "
               "anchors better.",
-        base=ONE_D_BASE,
+        base={**ONE_D_BASE, "init": {"epochs": init_epochs}},
         grid={"order": orders, "seed": [0, 1, 2]},
         presets={"quick": {"grid": {"seed": [0]},
                            "set": {**ONE_D_QUICK, "init.epochs": 10}}},
