@@ -152,6 +152,10 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path):
     result = run_sweep(spec, tmp_path, workers=1, progress=False)
     history = (folder / "history.csv").read_text().strip().splitlines()
     assert result.complete and len(history) == 1 + 2  # header + epoch 1 (kept) + epoch 2
+    # train_seconds counts the epoch trained before the interruption as well
+    seconds = [float(line.split(",")[history[0].split(",").index("seconds")]) for line in history[1:]]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_seconds"] == pytest.approx(sum(seconds), rel=1e-6)
 
 
 def test_parallel_workers_give_the_same_results_as_serial(tmp_path):
@@ -236,3 +240,28 @@ def test_overrides_may_not_replace_what_the_grid_sets_and_grid_can_widen_a_prese
     spec.resolved(overrides=["data.n_train=10", "model.num_pseudo_inputs=5"])  # allowed
     widened = spec.resolved(preset="cpu", only={"data": ["MNIST", "Omniglot"]})
     assert [v["label"] for v in widened.grid["data"]] == ["MNIST", "Omniglot"]
+
+
+def test_paper_table_on_hand_made_rows(tmp_path):
+    """Table 1 puts our mean (± std with n > 1, the mean alone for one seed) beside the paper's."""
+    from torchmim.experiments.images import PAPER_TABLE1, paper_table
+
+    spec = get_sweep("image-tables")
+    common = {"data": "Fashion-MNIST", "nll_samples": 100, "nll_points": 300, "n_train": 1000,
+              "n_test": 1000}
+    rows = [{**common, "cell": "a", "model": "convHVAE (S)", "objective.name": "mim", "seed": 0,
+             "nll": 300.0},
+            {**common, "cell": "b", "model": "convHVAE (S)", "objective.name": "mim", "seed": 1,
+             "nll": 310.0},
+            {**common, "cell": "c", "model": "convHVAE (S)", "objective.name": "vae", "seed": 0,
+             "nll": 250.0}]
+    text = paper_table(spec, tmp_path, rows, [], metric="nll", table=1)
+    ours = next(line for line in text.splitlines() if line.startswith("| Fashion-MNIST (torchmim)"))
+    paper = next(line for line in text.splitlines() if line.startswith("| Fashion-MNIST (paper)"))
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    assert cells[1] == f"305.00 ± {np.std([300.0, 310.0], ddof=1):.2f} (n=2)"
+    assert cells[2] == "250.00"  # one seed: no "± 0.00"
+    assert cells[3] == "–"  # no run for convHVAE (VP)
+    m, s = PAPER_TABLE1["Fashion-MNIST"]["convHVAE (S)"][0]
+    assert f"{m:.2f} ± {s:.2f}" in paper
+    assert "S = 100 on 300 test images" in text

@@ -190,19 +190,21 @@ def run(
         config.save(out / "config.yaml")
         (out / "environment.json").write_text(json.dumps(environment_info(), indent=2) + "\n")
         cbs.append(CSVLogger(out / "history.csv"))
+    init_seconds = 0.0
     if config.init is not None:  # first stage (its own checkpoint folder, so it resumes too)
         stage = Trainer(model, config.init.objective,
                         dataclasses.replace(train_cfg, epochs=config.init.epochs),
                         out_dir=None if out is None else out / "init")
-        stage.fit(data.train, data.val[0], resume=resume)
+        init_seconds = float(sum(h.get("seconds", 0.0) for h in stage.fit(
+            data.train, data.val[0], resume=resume)))
         if out is not None:
             save_model(stage.model, out / "init" / "model.pt")
     trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out)
     if progress_desc and trainer.callbacks and hasattr(trainer.callbacks[0], "desc"):
         trainer.callbacks[0].desc = progress_desc
-    start = time.perf_counter()
     history = trainer.fit(data.train, data.val[0], resume=resume)
-    train_seconds = time.perf_counter() - start
+    # summed over the history's epochs so that a resumed run counts the epochs before the resume too
+    train_seconds = init_seconds + float(sum(h.get("seconds", 0.0) for h in history))
     ev = config.eval
     start = time.perf_counter()
     metrics = evaluate_run(trainer.model, data, ev, seed=derive_seed(config.seed, "eval"))

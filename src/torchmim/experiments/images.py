@@ -122,7 +122,9 @@ def image_tables() -> SweepSpec:
 def _fmt(mean: float, std: float, n: int, digits: int) -> str:
     if mean != mean:  # NaN
         return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (f" (n={n})" if n != 1 else "")
+    if n == 1:  # one seed has no spread to report; "± 0.00" would claim one
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
 
 
 @SWEEP_FIGURES.register("paper_table")
@@ -136,7 +138,7 @@ def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
     head = "| data set | " + " | ".join(
         f"{a} {'A-MIM' if a in PIXEL else 'MIM'} | {a} VAE" for a in archs) + " |"
     lines = [f"Table {table} — {'test NLL (nats, lower is better)' if metric == 'nll' else '5-NN test accuracy'}: "
-             "this run (mean ± std over seeds) and the paper.", "", head,
+             "this run (mean ± std over seeds, the mean alone for one seed) and the paper.", "", head,
              "|---|" + "---:|" * (2 * len(archs))]
     datasets = sorted({r["data"] for r in rows}, key=[d["label"] for d in DATA].index)
     paper = PAPER_TABLE1 if table == 1 else PAPER_TABLE2
