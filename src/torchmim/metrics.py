@@ -99,7 +99,8 @@ def _eval_mode(model: LatentVariableModel) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- mutual information
-def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, workers: int = 1) -> float:
+def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, standardize: bool = False,
+                           workers: int = 1) -> float:
     """KSG estimate of I(x; z) in nats (Kraskov, Stögbauer & Grassberger 2004, algorithm 1):
 
         Î = ψ(k) + ψ(N) − ⟨ψ(n_x + 1) + ψ(n_z + 1)⟩,
@@ -112,6 +113,12 @@ def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, workers: int = 1) -> f
         x, z: paired samples, shapes ``(N, d_x)`` and ``(N, d_z)`` (1-D arrays are one column;
             images are flattened).
         k: number of neighbours (the paper: 5).
+        standardize: first rescale every coordinate of x and of z to unit variance. I(x; z) is
+            invariant to such invertible per-coordinate maps but the max-norm estimate is not: when
+            the codes live on a smaller scale than x, ε_i is set by x, n_z is inflated and the
+            estimate biased low (docs/experiments.md, Fig. 5: MIM's codes have half the VAE's
+            scale and the ordering of the two flips). The reference code does not standardise,
+            hence the default.
         workers: threads for the KD-tree queries (-1: all cores).
     """
     xa, za = _as_2d_array(x, "x"), _as_2d_array(z, "z")
@@ -120,12 +127,20 @@ def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, workers: int = 1) -> f
         raise DataError(f"x and z must have the same number of samples, got {n} and {za.shape[0]}")
     if not 1 <= k < n:
         raise DataError(f"k must be between 1 and N - 1 = {n - 1}, got {k}")
+    if standardize:
+        xa, za = _unit_scale(xa), _unit_scale(za)
     joint = np.hstack([xa, za])
     dist, _ = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=workers)
     radius = np.nextafter(dist[:, k], 0)  # strictly closer than ε_i
     n_x = cKDTree(xa).query_ball_point(xa, radius, p=np.inf, return_length=True, workers=workers) - 1
     n_z = cKDTree(za).query_ball_point(za, radius, p=np.inf, return_length=True, workers=workers) - 1
     return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_z + 1)))
+
+
+def _unit_scale(a: np.ndarray) -> np.ndarray:
+    """Each column divided by its standard deviation (constant columns left as they are)."""
+    std = a.std(axis=0)
+    return a / np.where(std > 0, std, 1.0)
 
 
 def embed(
@@ -150,11 +165,13 @@ def mutual_information(
     k: int = 5,
     max_points: int = 10_000,
     seed: int | None = 0,
+    standardize: bool = False,
 ) -> float:
-    """KSG estimate of I(x; z) for pairs (x, z ∼ q(z|x)) of the first ``max_points`` rows of ``x``."""
+    """KSG estimate of I(x; z) for pairs (x, z ∼ q(z|x)) of the first ``max_points`` rows of ``x``
+    (``standardize``: see :func:`ksg_mutual_information`)."""
     xt = _model_input(model, x)[:max_points]
     z = embed(model, xt, sample=True, seed=seed)
-    return ksg_mutual_information(xt, z, k=k)
+    return ksg_mutual_information(xt, z, k=k, standardize=standardize)
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -276,6 +293,7 @@ def evaluate(
     nll_batch_size: int = 256,
     nll_max_pairs: int = 65536,
     mi: bool = True,
+    ksg_standardize: bool = False,
     knn_latent: Literal["sample", "mean"] = "sample",
     seed: int = 0,
     progress: bool = False,
@@ -298,8 +316,11 @@ def evaluate(
     x_rec = xt if recon_points is None else xt[:recon_points]
     out: dict[str, float] = {}
     if mi:
-        out["mi"] = mutual_information(model, xt, k=ksg_k, max_points=max_points, seed=seed)
+        out["mi"] = mutual_information(model, xt, k=ksg_k, max_points=max_points, seed=seed,
+                                       standardize=ksg_standardize)
         out["ksg_k"] = ksg_k
+        if ksg_standardize:
+            out["ksg_standardize"] = True
     out.update({
         "nll": importance_sampled_nll(model, x_nll, nll_samples, batch_size=nll_batch_size,
                                       max_pairs=nll_max_pairs, seed=seed, progress=progress),

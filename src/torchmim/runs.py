@@ -47,6 +47,8 @@ class EvalConfig:
         max_points: test points used (and training points for the k-NN fit).
         mi: estimate the mutual information with KSG (the paper does not for images).
         ksg_k: neighbours of the KSG estimator.
+        ksg_standardize: KSG on x and z rescaled to unit variance per coordinate (see
+            ``metrics.ksg_mutual_information``; off, as in the reference code).
         knn_k: neighbours of the k-NN classifier reported as ``knn_acc``.
         extra_knn_k: further k reported as ``knn_acc_k<k>`` (the image tables: 1, 3, 10).
         nll_samples: importance samples per test point for the NLL (S; default: the model's
@@ -62,6 +64,7 @@ class EvalConfig:
     max_points: int = 10_000
     mi: bool = True
     ksg_k: int = 5
+    ksg_standardize: bool = False
     knn_k: int = 5
     extra_knn_k: list[int] = field(default_factory=list)
     nll_samples: int | None = None
@@ -144,7 +147,8 @@ def evaluate_run(model: LatentVariableModel, data: DataSplits, ev: EvalConfig, *
         ksg_k=ev.ksg_k, knn_k=ev.knn_k, extra_knn_k=ev.extra_knn_k, max_points=ev.max_points,
         nll_samples=ev.nll_samples, nll_points=ev.nll_points, recon_points=ev.recon_points,
         nll_batch_size=ev.nll_batch_size,
-        nll_max_pairs=ev.nll_max_pairs, mi=ev.mi, knn_latent=ev.knn_latent, seed=seed,
+        nll_max_pairs=ev.nll_max_pairs, mi=ev.mi, ksg_standardize=ev.ksg_standardize,
+        knn_latent=ev.knn_latent, seed=seed,
         progress=progress)
 
 
