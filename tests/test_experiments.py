@@ -139,6 +139,26 @@ def test_user_sweep_from_yaml_runs_resumes_and_reports(tmp_path):
     # the same folder with a different spec is refused
     with pytest.raises(tm.ConfigError, match="different sweep .*base config or grid differ"):
         run_sweep(spec.resolved(overrides=["train.epochs=3"]), out, workers=1, progress=False)
+    # ... but more seeds of the same sweep extend it: only the new cells run
+    spec.grid["seed"] = [0, 1]
+    third = run_sweep(spec, out, workers=1, progress=False)
+    assert third.complete and len(third.rows) == 8
+    assert (out / "cells" / first.cells[0].id / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_sweeps_share_a_folder_only_when_shared_cells_mean_the_same_runs():
+    from torchmim.experiments.runner import _compatible
+
+    a = {"label": "A", "set": {"model.hidden": 4}}
+    base = {"base": {"train": {"epochs": 2}}, "exclude": [], "overrides": [],
+            "grid": {"model": [a], "seed": [0, 1, 2]}}
+    assert _compatible(base, {**base, "grid": {"model": [a], "seed": list(range(10))}})
+    assert _compatible(base, {**base, "grid": {"model": [a, {"label": "B", "set": {}}],
+                                               "seed": [0]}})
+    changed_variant = {"label": "A", "set": {"model.hidden": 8}}  # same label, different run
+    assert not _compatible(base, {**base, "grid": {"model": [changed_variant], "seed": [0]}})
+    assert not _compatible(base, {**base, "grid": {"seed": [0]}})  # a grid key dropped
+    assert not _compatible(base, {**base, "overrides": ["train.epochs=3"]})
 
 
 def test_an_interrupted_cell_resumes_from_its_checkpoint(tmp_path):

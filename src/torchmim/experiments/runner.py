@@ -152,6 +152,33 @@ class SweepResult:
         return not self.failures and len(self.rows) == len(self.cells)
 
 
+def _grid_label(value: Any) -> str:
+    """How a grid value names its cells: a variant by its label, a plain value by itself."""
+    if isinstance(value, dict) and "label" in value:
+        return str(value["label"])
+    return json.dumps(value, sort_keys=True)
+
+
+def _compatible(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a folder's finished cells can be shared with a sweep defined by ``new``.
+
+    Base, exclusions and overrides must be equal and the grid must have the same keys; the grid's
+    values may differ (``--grid seed=0,1,2`` now, all seeds later, in the same folder), but a
+    value both grids name (a variant's label) must mean the same thing in both.
+    """
+    if any(old.get(k) != new.get(k) for k in ("base", "exclude", "overrides")):
+        return False
+    old_grid, new_grid = old.get("grid") or {}, new.get("grid") or {}
+    if set(old_grid) != set(new_grid):
+        return False
+    for key, values in old_grid.items():
+        before = {_grid_label(v): v for v in values}
+        after = {_grid_label(v): v for v in new_grid[key]}
+        if any(before[label] != after[label] for label in before.keys() & after.keys()):
+            return False
+    return True
+
+
 def run_sweep(
     spec: SweepSpec,
     out_dir: str | Path,
@@ -171,7 +198,8 @@ def run_sweep(
     cells = expand(spec)
     state_file = out / "sweep.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    if state.get("cells_definition") and state["cells_definition"] != spec.cells_definition():
+    if state.get("cells_definition") and not _compatible(state["cells_definition"],
+                                                          spec.cells_definition()):
         raise ConfigError(f"{out} holds the results of a different sweep (name "
                           f"{state.get('name')!r}, mode {state.get('mode')!r}): its base config or "
                           "grid differ; use another --out folder or delete it")
