@@ -4,6 +4,7 @@
     python bench/run.py --only toy      # a subset (toy, ksg, nll, image)
     python bench/run.py --threads 1
     python bench/run.py --out /tmp/before.json   # keep a "before" next to an "after"
+    python bench/run.py --device cuda --only image toy nll   # on a GPU (timings synchronise)
 
 Speed is measured here, never asserted in unit tests. Copy the table into docs/benchmarks.md with
 the command and the machine it ran on.
@@ -25,16 +26,24 @@ import torch
 import torchmim as tm
 
 HERE = Path(__file__).resolve().parent
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -> tuple[float, float]:
     """Median and spread (min–max half-range) of ``repeat`` timed calls, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
+    _sync()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times), (max(times) - min(times)) / 2
 
@@ -42,11 +51,11 @@ def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -> tup
 def bench_toy(results: list[dict]) -> None:
     """Training steps per second on the 2D mixture, batch 128 (one epoch = 79 steps)."""
     x, _ = tm.paper_2d_mixture().sample(128 * 20, seed=0)
-    batches = x.split(128)
+    batches = x.to(DEVICE).split(128)
     for name in ("mim", "vae"):
         for hidden in (50, 500):
             torch.manual_seed(0)
-            model = tm.MLPModelConfig(hidden=hidden).build()
+            model = tm.MLPModelConfig(hidden=hidden).build().to(DEVICE)
             objective = tm.get_objective(name)
             opt = torch.optim.Adam(model.parameters(), 1e-3)
 
@@ -76,7 +85,7 @@ def bench_ksg(results: list[dict]) -> None:
 
 def bench_nll(results: list[dict]) -> None:
     """Importance-sampled NLL of 10,000 test points with S = 1000 (toy model, width 500)."""
-    model = tm.MLPModelConfig(hidden=500).build()
+    model = tm.MLPModelConfig(hidden=500).build().to(DEVICE)
     x, _ = tm.paper_2d_mixture().sample(10_000, seed=0)
     med, spread = timeit(lambda: tm.metrics.importance_sampled_nll(model, x, 1000), repeat=3)
     results.append({"bench": "IS-NLL, 10,000 points, S = 1000, width 500", "value": med, "unit": "s",
@@ -86,11 +95,11 @@ def bench_nll(results: list[dict]) -> None:
 def bench_image(results: list[dict]) -> None:
     """Image models on one 28×28 binary batch of 100: training throughput of convHVAE (MIM, VAE;
     standard and VampPrior), one PixelHVAE A-MIM step, and 16 autoregressive PixelHVAE samples."""
-    x = torch.bernoulli(torch.full((100, 1, 28, 28), 0.3))
+    x = torch.bernoulli(torch.full((100, 1, 28, 28), 0.3)).to(DEVICE)
     for prior in ("standard", "vampprior"):
         for name in ("mim", "vae"):
             torch.manual_seed(0)
-            model = tm.build_model(name="convhvae", prior=prior)
+            model = tm.build_model(name="convhvae", prior=prior).to(DEVICE)
             model.initialize_from_data(x)
             objective = tm.get_objective(name)
             opt = torch.optim.Adam(model.parameters(), 5e-4)
@@ -106,7 +115,7 @@ def bench_image(results: list[dict]) -> None:
                             "value": 100 / med, "unit": "images/s",
                             "spread": 100 / med * spread / med})
     torch.manual_seed(0)
-    model = tm.build_model(name="pixelhvae")
+    model = tm.build_model(name="pixelhvae").to(DEVICE)
     objective = tm.get_objective("amim")
     opt = torch.optim.Adam(model.parameters(), 5e-4)
 
@@ -132,17 +141,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=sorted(BENCHES))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--out", type=Path, default=HERE / "results.json",
                         help="where to write the JSON results (default: bench/results.json)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = tm.training.resolve_device(args.device)
     torch.set_num_threads(args.threads)
     results: list[dict] = []
     for name in args.only:
         BENCHES[name](results)
     meta = {"torch": torch.__version__, "threads": args.threads, "machine": platform.platform(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": platform.processor() or platform.machine(), "device": str(DEVICE),
+            "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None}
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    print(f"torch {meta['torch']}, {args.threads} threads, {meta['machine']}\n")
+    print(f"torch {meta['torch']}, {args.threads} threads, {meta['machine']}, device {DEVICE}"
+          f"{' (' + meta['gpu'] + ')' if meta['gpu'] else ''}\n")
     print("| benchmark | value | unit |\n|---|---:|---|")
     for r in results:
         print(f"| {r['bench']} | {r['value']:.3g} ± {r['spread']:.2g} | {r['unit']} |")

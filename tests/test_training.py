@@ -160,3 +160,23 @@ def test_cuda_request_without_cuda_is_a_config_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(tm.ConfigError, match="CUDA is not available"):
         _trainer(device="cuda")
+
+
+def test_max_seconds_stops_between_epochs_and_a_resume_with_more_time_continues(tmp_path):
+    """train.max_seconds: the epoch that spends the budget finishes and is checkpointed; a resume
+    under the same budget runs nothing more, one without a budget continues to ``epochs``."""
+    x, _ = _data()
+    xv, _ = _data(256, seed=1)
+    first = _trainer(tmp_path, epochs=5, early_stopping=False, max_seconds=1e-9)
+    first.fit(x, xv)
+    assert first.epoch == 1 and first.out_of_time
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    again = _trainer(tmp_path, epochs=5, early_stopping=False, max_seconds=1e-9)
+    again.fit(x, xv, resume=True)
+    assert again.epoch == 1
+    more = _trainer(tmp_path, epochs=5, early_stopping=False)
+    more.fit(x, xv, resume=True)
+    assert more.epoch == 5 and len(more.history) == 5
+    assert more.elapsed_seconds == pytest.approx(sum(h["seconds"] for h in more.history))
+    with pytest.raises(tm.ConfigError, match="max_seconds"):
+        tm.TrainerConfig(max_seconds=0)

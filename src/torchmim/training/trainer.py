@@ -52,6 +52,11 @@ class TrainerConfig:
         patience: stop after more than this many epochs without improvement at β = 1
             (``None``: ``warmup_epochs``, the paper's rule).
         early_stopping: turn early stopping off to train all ``epochs`` (the best model is still kept).
+        max_seconds: optional wall-clock budget for training: no new epoch starts once the epochs so
+            far (their ``seconds`` in the history, epochs before a resume included) add up to this
+            many seconds. The epoch that crosses it finishes and is checkpointed, so a resume with a
+            larger budget continues where it stopped. Like Lightning's ``max_time``; meant for runs
+            that must fit a lease (a GPU machine, a queue slot).
         normalize_grads: L2-normalise each parameter's gradient before the Adam update (the image
             models' reference set-up).
         grad_clip: optional global gradient-norm clip.
@@ -70,6 +75,7 @@ class TrainerConfig:
     lr_schedule: Literal["warmup", "constant"] = "warmup"
     patience: int | None = None
     early_stopping: bool = True
+    max_seconds: float | None = None
     normalize_grads: bool = False
     grad_clip: float | None = None
     seed: int = 0
@@ -86,6 +92,8 @@ class TrainerConfig:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if self.warmup_epochs < 0 or (self.patience is not None and self.patience < 0):
             raise ConfigError("train.warmup_epochs and train.patience must be >= 0")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"train.max_seconds must be positive or null, got {self.max_seconds}")
 
     @property
     def effective_patience(self) -> int:
@@ -309,7 +317,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         try:
-            while self.epoch < cfg.epochs and not self.stopped_early:
+            while self.epoch < cfg.epochs and not self.stopped_early and not self.out_of_time:
                 self._run_epoch(self.epoch + 1, train_loader, train_checked, val_data)
         finally:
             for cb in self.callbacks:
@@ -317,6 +325,16 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Training time so far: the sum of the history's epoch times (resumed epochs included)."""
+        return float(sum(h.get("seconds", 0.0) for h in self.history))
+
+    @property
+    def out_of_time(self) -> bool:
+        """Whether ``config.max_seconds`` is set and spent (no further epoch will start)."""
+        return self.config.max_seconds is not None and self.elapsed_seconds >= self.config.max_seconds
 
     def _run_epoch(self, epoch: int, loader: DataLoader, checked: bool, val_data: Any) -> None:
         cfg = self.config
@@ -355,7 +373,8 @@ class Trainer:
         logs.update({f"train/{k}": v for k, v in train_logs.items()})
         self.history.append(logs)
         if self.checkpoint_path is not None and (epoch % cfg.checkpoint_every == 0 or
-                                                 self.stopped_early or epoch == cfg.epochs):
+                                                 self.stopped_early or epoch == cfg.epochs or
+                                                 self.out_of_time):
             self.save_checkpoint()
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, logs)
