@@ -1,4 +1,4 @@
-"""Small hand-built models whose densities are known in closed form."""
+"""Small hand-built models whose densities are known in closed form, and tiny image models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from torchmim.distributions import ConditionalGaussian, StandardNormal
-from torchmim.models import LatentVariableModel
+from torchmim.models import LatentVariableModel, build_model
 
 
 class AffineGaussianHead(nn.Module):
@@ -46,3 +46,18 @@ def exact_log_marginal(W: torch.Tensor, b: torch.Tensor, sigma: float, x: torch.
     """log N(x; b, W Wᵀ + σ² I)."""
     cov = W @ W.T + sigma**2 * torch.eye(W.shape[0])
     return torch.distributions.MultivariateNormal(b, cov).log_prob(x)
+
+
+def tiny(name: str, x_shape=(1, 8, 8), prior: str = "standard", **overrides
+         ) -> LatentVariableModel:
+    """A tiny model of architecture ``name`` (z1 = 3, z2 = 2; one-level z = 3)."""
+    if name == "image-mlp":
+        opts = {"z_dim": 3, "hidden": 8}
+    else:
+        opts = {"z1_dim": 3, "z2_dim": 2, "hidden": 8, "encoder_channels": (4, 4, 2)}
+        if name == "convhvae":
+            opts["decoder_channels"] = 4
+        else:
+            opts.update(pixelcnn_channels=4, pixelcnn_layers=3)
+    opts.update(x_shape=x_shape, prior=prior, num_pseudo_inputs=5, **overrides)
+    return build_model(name=name, **opts)

@@ -18,21 +18,13 @@ import torch
 import torchmim as tm
 from torchmim.data.idx import write_idx
 
+from .helpers import tiny
+
 DEVICE = os.environ.get("TORCHMIM_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU")
 
 ARCHS = ["convhvae", "pixelhvae", "image-mlp"]
-
-
-def _tiny(name: str, prior: str = "vampprior") -> tm.LatentVariableModel:
-    if name == "image-mlp":
-        opts = {"z_dim": 3, "hidden": 8}
-    else:
-        opts = {"z1_dim": 3, "z2_dim": 2, "hidden": 8, "encoder_channels": (4, 4, 2)}
-        opts.update(decoder_channels=4) if name == "convhvae" else opts.update(
-            pixelcnn_channels=4, pixelcnn_layers=3)
-    return tm.build_model(name=name, x_shape=(1, 8, 8), prior=prior, num_pseudo_inputs=5, **opts)
 
 
 def _images(n: int) -> torch.Tensor:
@@ -87,7 +79,7 @@ def test_image_objectives_run_on_the_gpu_and_reach_every_parameter(name, objecti
     """Posterior, prior and likelihood densities agree with the CPU (float64, eval mode); a training
     step of each objective runs on the GPU and sends gradients to every parameter."""
     torch.manual_seed(0)
-    model = _tiny(name).double()
+    model = tiny(name, prior="vampprior").double()
     x = _images(8).double()
     model.initialize_from_data(x)
     model.eval()  # batch-norm with running statistics: the same function on both devices
@@ -115,7 +107,7 @@ def test_image_objectives_run_on_the_gpu_and_reach_every_parameter(name, objecti
 def test_image_nll_and_metrics_on_the_gpu_match_the_cpu(name):
     """IS-NLL with common random numbers: the GPU estimate is close to the CPU one (float64)."""
     torch.manual_seed(0)
-    model = _tiny(name).double()
+    model = tiny(name, prior="vampprior").double()
     x = _images(12).double()
     model.initialize_from_data(x)
     model.eval()
@@ -125,14 +117,15 @@ def test_image_nll_and_metrics_on_the_gpu_match_the_cpu(name):
     # different RNG streams on the two devices: agreement within the Monte-Carlo error
     assert gpu == pytest.approx(cpu, rel=0.05)
     y = torch.arange(12) % 2
-    m = tm.metrics.evaluate(model, x.to(DEVICE), y, x_train=x.to(DEVICE), y_train=y, mi=False, nll_samples=10)
+    m = tm.metrics.evaluate(model, x.to(DEVICE), y, x_train=x.to(DEVICE), y_train=y, mi=False,
+                            nll_samples=10)
     assert {"nll", "knn_acc", "recon_rmse"} <= m.keys() and all(
         math.isfinite(m[k]) for k in ("nll", "knn_acc", "recon_rmse"))
 
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_sampling_stays_on_the_gpu(name):
-    model = _tiny(name).to(DEVICE).eval()
+    model = tiny(name, prior="vampprior").to(DEVICE).eval()
     with torch.no_grad():
         x = model.sample(3)
         z = model.encode(_images(3).to(DEVICE))

@@ -24,6 +24,8 @@ from torchmim.layers import GatedConv2d, GatedDense, MaskedConv2d, PixelCNN, pix
 from torchmim.models import ConvHVAEConfig, ImageMLPConfig, PixelHVAEConfig, build_model, hvae
 from torchmim.models.hvae import ConvHierarchicalEncoder
 
+from .helpers import tiny
+
 ARCHS = ["convhvae", "pixelhvae", "image-mlp"]
 
 
@@ -35,21 +37,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def tiny(name: str, x_shape=(1, 8, 8), prior: str = "standard", **overrides
-         ) -> tm.LatentVariableModel:
-    """A tiny model of architecture ``name`` (z1 = 3, z2 = 2; one-level z = 3)."""
-    if name == "image-mlp":
-        opts = {"z_dim": 3, "hidden": 8}
-    else:
-        opts = {"z1_dim": 3, "z2_dim": 2, "hidden": 8, "encoder_channels": (4, 4, 2)}
-        if name == "convhvae":
-            opts["decoder_channels"] = 4
-        else:
-            opts.update(pixelcnn_channels=4, pixelcnn_layers=3)
-    opts.update(x_shape=x_shape, prior=prior, num_pseudo_inputs=5, **overrides)
-    return build_model(name=name, **opts)
 
 
 def binary_images(n: int, x_shape=(1, 8, 8), seed: int = 0) -> torch.Tensor:

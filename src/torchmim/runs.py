@@ -199,16 +199,16 @@ def run(
         stage = Trainer(model, config.init.objective,
                         dataclasses.replace(train_cfg, epochs=config.init.epochs),
                         out_dir=None if out is None else out / "init")
-        init_seconds = float(sum(h.get("seconds", 0.0) for h in stage.fit(
-            data.train, data.val[0], resume=resume)))
+        stage.fit(data.train, data.val[0], resume=resume)
+        init_seconds = stage.elapsed_seconds
         if out is not None:
             save_model(stage.model, out / "init" / "model.pt")
     trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out)
     if progress_desc and trainer.callbacks and hasattr(trainer.callbacks[0], "desc"):
         trainer.callbacks[0].desc = progress_desc
     history = trainer.fit(data.train, data.val[0], resume=resume)
-    # summed over the history's epochs so that a resumed run counts the epochs before the resume too
-    train_seconds = init_seconds + float(sum(h.get("seconds", 0.0) for h in history))
+    # from the histories' epoch times, so that a resumed run counts the epochs before the resume too
+    train_seconds = init_seconds + trainer.elapsed_seconds
     ev = config.eval
     start = time.perf_counter()
     metrics = evaluate_run(trainer.model, data, ev, seed=derive_seed(config.seed, "eval"))
