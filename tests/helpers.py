@@ -48,16 +48,26 @@ def exact_log_marginal(W: torch.Tensor, b: torch.Tensor, sigma: float, x: torch.
     return torch.distributions.MultivariateNormal(b, cov).log_prob(x)
 
 
-def tiny(name: str, x_shape=(1, 8, 8), prior: str = "standard", **overrides
-         ) -> LatentVariableModel:
-    """A tiny model of architecture ``name`` (z1 = 3, z2 = 2; one-level z = 3)."""
+def tiny_config(name: str, x_shape=(1, 8, 8), prior: str = "normal",
+                prior_options: dict | None = None, **overrides) -> dict:
+    """The config dict of :func:`tiny` (``{"name": name, ...}``), for tests that go through the
+    config machinery (overrides, migration)."""
     if name == "image-mlp":
         opts = {"z_dim": 3, "hidden": 8}
     else:
-        opts = {"z1_dim": 3, "z2_dim": 2, "hidden": 8, "encoder_channels": (4, 4, 2)}
+        opts = {"z1_dim": 3, "z2_dim": 2, "hidden": 8, "encoder_channels": [4, 4, 2]}
         if name == "convhvae":
             opts["decoder_channels"] = 4
         else:
             opts.update(pixelcnn_channels=4, pixelcnn_layers=3)
-    opts.update(x_shape=x_shape, prior=prior, num_pseudo_inputs=5, **overrides)
-    return build_model(name=name, **opts)
+    if prior_options is None:
+        prior_options = {"num_pseudo_inputs": 5} if prior == "vampprior" else {}
+    opts.update(x_shape=list(x_shape), prior=prior, prior_options=prior_options, **overrides)
+    return {"name": name, **opts}
+
+
+def tiny(name: str, x_shape=(1, 8, 8), prior: str = "normal", prior_options: dict | None = None,
+         **overrides) -> LatentVariableModel:
+    """A tiny model of architecture ``name`` (z1 = 3, z2 = 2; one-level z = 3); a VampPrior gets
+    K = 5 pseudo-inputs unless ``prior_options`` say otherwise."""
+    return build_model(tiny_config(name, x_shape, prior, prior_options, **overrides))

@@ -17,12 +17,13 @@ from scipy.stats import norm
 from torch import nn
 
 import torchmim as tm
+from torchmim import layers
 from torchmim.distributions import HierarchicalDistribution, VampPrior
 from torchmim.distributions.vampprior import gaussian_mixture_log_prob
 from torchmim.errors import ConfigError, DataError
 from torchmim.layers import GatedConv2d, GatedDense, MaskedConv2d, PixelCNN, pixelcnn_mask
-from torchmim.models import ConvHVAEConfig, ImageMLPConfig, PixelHVAEConfig, build_model, hvae
-from torchmim.models.hvae import ConvHierarchicalEncoder
+from torchmim.models import ConvHVAEConfig, ImageMLPConfig, PixelHVAEConfig
+from torchmim.models.hvae_networks import ConvHierarchicalEncoder
 
 from .helpers import tiny
 
@@ -479,7 +480,7 @@ def test_save_load_round_trip(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["convhvae", "pixelhvae"])
 def test_importance_sampled_nll_is_finite(name, monkeypatch):
-    monkeypatch.setattr(hvae, "EVAL_CHUNK", 5)  # exercise the chunked no-grad evaluation
+    monkeypatch.setattr(layers, "EVAL_CHUNK", 5)  # exercise the chunked no-grad evaluation
     model = tiny(name, prior="vampprior")
     x = binary_images(6)
     model.initialize_from_data(x)
@@ -492,7 +493,7 @@ def test_chunked_evaluation_equals_one_pass(monkeypatch):
     z, x = torch.randn(11, 5), binary_images(11)
     with torch.no_grad():
         whole = model.likelihood(z).log_prob(x)
-        monkeypatch.setattr(hvae, "EVAL_CHUNK", 3)
+        monkeypatch.setattr(layers, "EVAL_CHUNK", 3)
         assert torch.allclose(model.likelihood(z).log_prob(x), whole, atol=1e-5)
 
 
@@ -500,8 +501,8 @@ def test_configs_are_registered_and_round_trip():
     for name, cls in [("convhvae", ConvHVAEConfig), ("pixelhvae", PixelHVAEConfig),
                       ("image-mlp", ImageMLPConfig)]:
         cfg = tm.from_dict(tm.ModelConfig, {"name": name})
-        assert type(cfg) is cls and cfg.x_shape == (1, 28, 28) and cfg.prior == "standard"
-        assert cfg.num_pseudo_inputs == 500 and cfg.logvar_clamp == (-6.0, 2.0)
+        assert type(cfg) is cls and cfg.x_shape == (1, 28, 28) and cfg.prior == "normal"
+        assert cfg.prior_options == {} and cfg.logvar_clamp == (-6.0, 2.0)
         data = tm.to_dict(cfg)
         assert data["name"] == name and tm.from_dict(tm.ModelConfig, data) == cfg
     cfg = ConvHVAEConfig()

@@ -8,6 +8,11 @@ never silently falls back to a default.
 A dataclass whose class has a ``__registry__`` is *polymorphic*: the dict's ``name`` picks the concrete
 class from that registry (e.g. ``objective: {name: vae}`` → :class:`~torchmim.objectives.VAE`), and
 :func:`to_dict` writes the name back.
+
+A config class may migrate dicts written by older versions: if it defines a classmethod
+``upgrade_dict(data) -> dict``, :func:`from_dict` passes it the dict (after the registry has picked
+the class, before the strict key check), so old files and saved models keep loading while
+:func:`to_dict` writes only the current form.
 """
 
 from __future__ import annotations
@@ -134,6 +139,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
             raise ConfigError(f"{where}.name: {e}") from None
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
+    upgrade = getattr(cls, "upgrade_dict", None)
+    if callable(upgrade):
+        data = dict(upgrade(data))
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:

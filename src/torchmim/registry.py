@@ -4,6 +4,10 @@ Modelled on ``torch.distributions.kl.register_kl``: a component registers itself
 decorator, configs refer to components by name, and saved models store the registry name plus the
 config instead of pickled code. Looking up an unknown name raises a :class:`~torchmim.errors.ConfigError`
 that lists the known names and suggests the closest one.
+
+A renamed entry keeps its old name as an *alias* (:meth:`Registry.alias`), so configs and saved
+models written before the rename still load; an alias resolves to the entry but is never written
+back (:meth:`Registry.name_of` and :meth:`Registry.canonical` give the registered name).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}  # old name -> registered name
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")`` or directly."""
@@ -46,30 +51,57 @@ class Registry(Generic[T]):
         def _add(o: T) -> T:
             if key in self._entries and self._entries[key] is not o:
                 raise ConfigError(f"{self.kind} {name!r} is already registered")
+            if key in self._aliases:
+                raise ConfigError(f"{self.kind} {name!r} is already an alias of "
+                                  f"{self._aliases[key]!r}")
             self._entries[key] = o
             return o
 
         return _add(obj) if obj is not None else _add
 
-    def get(self, name: str) -> T:
-        """Look ``name`` up; an unknown name raises :class:`ConfigError` listing the known names."""
+    def alias(self, old_name: str, name: str) -> None:
+        """Let ``old_name`` (e.g. the name an entry had before a rename) look up the entry ``name``.
+
+        ``get(old_name)`` returns the entry of ``name``; ``names()`` lists only registered names and
+        ``name_of`` returns ``name``, so what is written back is always the current name.
+        """
+        key, target = old_name.lower(), name.lower()
+        if target not in self._entries:
+            raise ConfigError(f"cannot alias {old_name!r} to {name!r}: no {self.kind} {name!r} "
+                              "is registered")
+        if key in self._entries or self._aliases.get(key, target) != target:
+            raise ConfigError(f"{self.kind} {old_name!r} is already registered")
+        self._aliases[key] = target
+
+    def canonical(self, name: str) -> str:
+        """The registered name that ``name`` (a registered name or an alias, any case) refers to;
+        an unknown name raises :class:`ConfigError` listing the known names."""
         if not isinstance(name, str):
             raise ConfigError(f"{self.kind} name must be a string, got {type(name).__name__}")
-        try:
-            return self._entries[name.lower()]
-        except KeyError:
+        key = self._aliases.get(name.lower(), name.lower())
+        if key not in self._entries:
             known = self.names()
+            close = difflib.get_close_matches(name.lower(), known + list(self._aliases), n=1,
+                                              cutoff=0.6)
+            hint = f" Did you mean {self._aliases.get(close[0], close[0])!r}?" if close else ""
+            aliases = ", ".join(f"{a} -> {t}" for a, t in sorted(self._aliases.items()))
             raise ConfigError(
-                f"unknown {self.kind} {name!r}.{suggest(name.lower(), known)} "
-                f"Known {self.kind}s: {', '.join(known)}"
-            ) from None
+                f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known)}"
+                + (f" (old names: {aliases})" if aliases else "")
+            )
+        return key
+
+    def get(self, name: str) -> T:
+        """Look ``name`` (or an alias) up; an unknown name raises :class:`ConfigError` listing the
+        known names."""
+        return self._entries[self.canonical(name)]
 
     def build(self, name: str, *args, **kwargs):
         """Instantiate (call) the entry registered under ``name`` with the given arguments."""
         return self.get(name)(*args, **kwargs)
 
     def names(self) -> list[str]:
-        """Sorted registered names."""
+        """Sorted registered names (aliases left out)."""
         return sorted(self._entries)
 
     def name_of(self, obj: object) -> str:
@@ -80,7 +112,8 @@ class Registry(Generic[T]):
         raise ConfigError(f"{obj!r} is not a registered {self.kind}")
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._entries
+        return isinstance(name, str) and (name.lower() in self._entries
+                                          or name.lower() in self._aliases)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -5,7 +5,7 @@ latent levels; the rest of the library sees one flat vector, **z1 first, then z2
 z = [z1, z2] ∈ R^{d1+d2}.
 
 * encoder   q(z|x) = q(z2|x) · q(z1|x, z2)
-* prior     p(z)   = p(z2)   · p(z1|z2)      (p(z2) standard normal or a VampPrior)
+* prior     p(z)   = p(z2)   · p(z1|z2)      (p(z2) any prior from the registry, p(z1|z2) a network)
 
 :class:`HierarchicalDistribution` represents either: a *top* distribution over z2 and a
 *conditional* map z2 ↦ distribution over z1 (for the encoder, a closure over the already computed
@@ -138,14 +138,18 @@ class HierarchicalPrior(Prior):
     """p(z) = p(z2) · p(z1 | z2) over z = [z1, z2] (spec: "The joint prior is p(z1|z2) p(z2)").
 
     Args:
-        top: the prior module over z2 (:class:`~torchmim.distributions.StandardNormal` or
-            :class:`~torchmim.distributions.vampprior.VampPrior`); it is bound to the model too.
-        conditional: module ``z2 -> Distribution`` over z1 (the p(z1|z2) network).
+        top: the prior module over z2 — any :class:`~torchmim.distributions.Prior` over vectors of
+            size d2 (the image configs build it from ``PRIORS``: ``normal``, ``vampprior``, ``gmm``,
+            ...); it is bound to the model too.
+        conditional: module ``z2 -> Distribution`` over z1 (the p(z1|z2) network, part of the
+            model).
         z1_dim: d1.
 
     ``rsample`` is exact and pathwise whenever the top has one (a standard normal, or a VampPrior's
-    fixed-weight mixture), so symmetric MIM's z ∼ p(z) sends gradients into the pseudo-inputs, the
-    encoder's q(z2|x) network (through the VampPrior) and the p(z1|z2) network.
+    fixed-weight mixture), so symmetric MIM's z ∼ p(z) sends gradients into the top prior (for a
+    VampPrior: the pseudo-inputs and the encoder's q(z2|x) network) and the p(z1|z2) network.
+    ``initialize_from_data`` is not forwarded to the top: the model calls it on every submodule,
+    the top included.
     """
 
     def __init__(self, top: Prior, conditional: nn.Module, z1_dim: int) -> None:
@@ -153,6 +157,7 @@ class HierarchicalPrior(Prior):
         self.top = top
         self.conditional = conditional
         self.z1_dim = int(z1_dim)
+        self.needs_model = top.needs_model  # defined through the model iff its top is
 
     def bind(self, model: LatentVariableModel) -> None:
         self.top.bind(model)

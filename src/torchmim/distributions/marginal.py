@@ -23,7 +23,7 @@ from torch.distributions import Distribution, constraints
 from .priors import PRIORS, Path, Prior
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model import LatentVariableModel
+    from ..models.latent_variable_model import LatentVariableModel
 
 __all__ = ["MarginalDataPrior", "MarginalDistribution"]
 

@@ -1,33 +1,66 @@
 """Unconditional densities: the latent prior p(z), the data prior q(x) and the anchors P(z).
 
-Each is an ``nn.Module`` whose ``forward()`` returns a ``torch.distributions.Distribution``, so priors
-are interchangeable wherever a density over z or x is needed. A prior used as the data prior q(x)
-also answers :meth:`Prior.anchored_log_prob`, the log q(x) that the MIM loss needs at a sample of the
-anchored encoding or decoding distribution; a parametric density just evaluates ``log_prob``, while the
-marginal of Eq. (16) (:class:`~torchmim.distributions.marginal.MarginalDataPrior`) estimates it.
+Each is a :class:`Prior`: an ``nn.Module`` whose ``forward()`` returns a
+``torch.distributions.Distribution``, so priors are interchangeable wherever a density over z or x
+is needed, and every model picks its prior the same way — by a name in :data:`PRIORS` plus options
+(``prior: gmm``, ``prior_options: {num_components: 10}``), built by :func:`build_prior`. A prior
+used as the data prior q(x) also answers :meth:`Prior.anchored_log_prob`, the log q(x) that the MIM loss
+needs at a sample of the anchored encoding or decoding distribution; a parametric density just
+evaluates ``log_prob``, while the marginal of Eq. (16)
+(:class:`~torchmim.distributions.marginal.MarginalDataPrior`) estimates it.
+
+Adding a prior is one class plus its registration (see :class:`Prior` for the contract)::
+
+    from torch.distributions import Independent, Laplace
+
+    @PRIORS.register("laplace")
+    class LaplacePrior(Prior):  # factorised Laplace(0, b) with a learnable scale b
+
+        def __init__(self, shape: int, scale: float = 1.0) -> None:
+            super().__init__()
+            self.register_buffer("loc", torch.zeros(shape))
+            self.log_scale = nn.Parameter(torch.full((shape,), math.log(scale)))
+
+        def forward(self) -> Independent:
+            return Independent(Laplace(self.loc, self.log_scale.exp()), 1)
+
+after which ``prior: laplace`` (and ``prior_options: {scale: 0.5}``) works in every model config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from ..registry import Registry
+from ..errors import ConfigError
+from ..registry import Registry, suggest
 from .conditional import gaussian_from_mean_logvar
 from .mixture import ReparameterizedMixture
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model import LatentVariableModel
+    from ..models.latent_variable_model import LatentVariableModel
 
-__all__ = ["PRIORS", "DiagonalGaussian", "GaussianMixture", "Path", "Prior", "StandardNormal"]
+__all__ = [
+    "PRIORS",
+    "DiagonalGaussian",
+    "GaussianMixture",
+    "Path",
+    "Prior",
+    "StandardNormal",
+    "build_prior",
+    "check_prior",
+]
 
 Path = Literal["encoder", "decoder"]
 
-#: Registry of priors by name (used by model configs: ``prior: gmm``).
+#: Registry of priors by name: every model config's ``prior`` (and the MLP model's ``data_prior``
+#: and ``latent_anchor``) is looked up here; ``prior_options`` go to :meth:`Prior.from_config`.
 PRIORS: Registry[type[Prior]] = Registry("prior")
 
 
@@ -35,31 +68,152 @@ def _shape(shape: int | Sequence[int]) -> torch.Size:
     return torch.Size([shape] if isinstance(shape, int) else shape)
 
 
-class Prior(nn.Module):
-    """Base class of unconditional densities; ``forward()`` returns the distribution."""
+class Prior(nn.Module, ABC):
+    """An unconditional density p(z) (or q(x), P(z)) as a module; ``forward()`` returns it.
 
-    #: Whether this density is defined through the model (e.g. the marginal of Eq. 16).
-    needs_model: bool = False
+    Why a module returning a distribution: the learnable parameters live in the module (so they are
+    in ``state_dict`` and the optimiser), while objectives and metrics only ever see a
+    ``torch.distributions.Distribution`` — so any prior works with any objective. ``forward()`` is
+    called once per training step (a VampPrior runs the encoder on its pseudo-inputs there), and
+    the distribution it returns is used for that step only.
 
-    def forward(self) -> Distribution:  # pragma: no cover - abstract
-        raise NotImplementedError
+    **What a new prior must guarantee** (the contract every model and objective relies on):
+
+    * ``forward()`` returns a ``Distribution`` with ``event_shape == shape`` (the shape it was built
+      with) and empty batch shape; ``log_prob(value)`` accepts any leading sample dimensions
+      (``value.shape = (*lead, *shape)`` → ``(*lead,)``).
+    * ``has_rsample`` is honest: ``True`` only when ``rsample`` is exact and pathwise. Symmetric MIM
+      samples z ∼ p(z) and differentiates through the sample when it can; a prior without an exact
+      pathwise sample must say ``has_rsample = False`` (the objectives then use REINFORCE, Eq. 17)
+      rather than return a sample whose gradient is silently wrong or missing.
+    * ``log_prob`` is computed in log space (``logsumexp`` for mixtures, no ``log(exp(...))``) and
+      is float32-safe: finite for values the prior can produce, no catastrophic cancellation.
+    * The constructor is ``(shape, **options)``, where ``shape`` is the event shape (an int for a
+      vector) and the options are plain config values (numbers, strings, lists), since they come
+      from YAML and are saved with the model; any other constructor overrides :meth:`from_config`.
+      Bad options raise ``TypeError``/``ValueError`` (or :class:`~torchmim.errors.ConfigError`);
+      :func:`build_prior` turns them into a one-line ``ConfigError`` naming the config key.
+      Construction is cheap and has no side effect but the global RNG: model configs build the
+      prior once when they are read, to check the options (:func:`check_prior`), and discard it.
+    * Parameter and buffer names are part of the saved-model format (``prior.<name>`` in
+      ``state_dict``): renaming them breaks saved models.
+
+    **Hooks** (all but ``forward`` have defaults that suit a plain parametric density):
+
+    * :attr:`needs_model` — ``True`` for densities defined through the model (the marginal q(x) of
+      Eq. 16, the VampPrior): their ``forward()`` works only after :meth:`bind`.
+    * :meth:`bind` — called by the owning :class:`~torchmim.models.LatentVariableModel` at
+      construction. A density defined through the model keeps a *reference* (in a plain list, not a
+      submodule), so the model's networks appear once in ``state_dict`` and ``parameters()``.
+    * :meth:`anchored_log_prob` — log q(x) at a sample of an anchored path (only asked of the data
+      prior); a parametric density returns ``log_prob(x)``.
+    * :meth:`initialize_from_data` — optional data-dependent initialisation before training
+      (``LatentVariableModel.initialize_from_data`` calls it on every submodule that defines it, so
+      a composite prior need not forward it to the priors inside it); default: nothing.
+    * :meth:`from_config` — builds the prior from a config's ``prior_options``; ``x_shape`` (the
+      shape of one observation) is there for priors defined over the data space, such as the
+      VampPrior's pseudo-inputs.
+    """
+
+    #: Whether this density is defined through the model (then ``forward`` needs :meth:`bind`).
+    needs_model: ClassVar[bool] = False
+
+    @abstractmethod
+    def forward(self) -> Distribution:
+        """The density as a ``torch.distributions.Distribution`` with event shape ``shape``."""
 
     def bind(self, model: LatentVariableModel) -> None:
-        """Called by the model that owns this prior; densities defined through the model keep it."""
+        """Called by the model that owns this prior; densities defined through the model keep a
+        reference to it (not a submodule). Default: nothing."""
 
     def anchored_log_prob(
         self, x: Tensor, *, path: Path, log_px_z: Tensor, log_pz: Tensor, log_qz_x: Tensor
     ) -> Tensor:
         """log q(x) at a sample of the anchored encoding (``path="encoder"``) or decoding path.
 
-        A parametric density ignores the path and the other terms and returns ``log_prob(x)``.
+        ``log_px_z``, ``log_pz`` and ``log_qz_x`` are the model's terms at the same sample, for a
+        density (the marginal of Eq. 16) that is estimated from them. A parametric density ignores
+        the path and the other terms and returns ``log_prob(x)``.
         """
         return self().log_prob(x)
+
+    def initialize_from_data(self, x: Tensor) -> None:
+        """Data-dependent initialisation from training observations ``x`` (batch first), called
+        once before training; the default does nothing. The VampPrior sets its pseudo-inputs."""
+
+    @classmethod
+    def from_config(cls, shape: int | Sequence[int], *, x_shape: Sequence[int] | None = None,
+                    **options: Any) -> Prior:
+        """Build from a config: ``cls(shape, **options)``. Override when the constructor needs
+        something else than the event shape (the VampPrior takes ``x_shape``)."""
+        return cls(shape, **options)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_prior(name: str, options: Any, *, where: str, shape: int | Sequence[int] | None = None,
+                x_shape: Sequence[int] | None = None) -> str:
+    """Validate a prior's name and options before anything is built; returns the registered name
+    (an alias such as ``standard`` becomes ``normal``). Called by the model configs'
+    ``__post_init__``, so a bad prior is a :class:`~torchmim.errors.ConfigError` when the config
+    is read, not when a run starts.
+
+    ``where`` is the config key of the name (``model.prior``); the options are reported under
+    ``<where>_options``. Option *names* are checked against the constructor's signature (unless it
+    takes ``**kwargs``), with a "did you mean". With ``shape``, the prior is also built once, on
+    the CPU and with the global RNG state restored afterwards (so seeding is unaffected), which
+    checks the option *values* exactly as :func:`build_prior` will.
+    """
+    options_where = f"{where}_options"
+    try:
+        canonical = PRIORS.canonical(name)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{options_where}: expected a mapping of options, got {options!r}")
+    cls = PRIORS.get(canonical)
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover - a signature inspect cannot read
+        params = []
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params):
+        keyword = [p.name for p in params[1:]
+                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in options:
+            if key not in keyword:
+                raise ConfigError(f"{options_where}.{key}: not an option of prior {canonical!r}."
+                                  f"{suggest(str(key), keyword)} "
+                                  f"Options: {', '.join(keyword) or 'none'}")
+    if shape is not None:
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            build_prior(canonical, shape, options, x_shape=x_shape, where=options_where)
+    return canonical
+
+
+def build_prior(name: str, shape: int | Sequence[int], options: Mapping[str, Any] | None = None,
+                *, x_shape: Sequence[int] | None = None,
+                where: str = "model.prior_options") -> Prior:
+    """The prior registered as ``name`` over event shape ``shape``, built with ``options``.
+
+    ``x_shape`` is the shape of one observation (for priors over the data space, e.g. VampPrior
+    pseudo-inputs). A ``TypeError``/``ValueError`` from bad options becomes a one-line
+    :class:`~torchmim.errors.ConfigError` naming ``where`` (the config key of the options).
+    """
+    cls = PRIORS.get(name)
+    try:
+        return cls.from_config(shape, x_shape=x_shape, **dict(options or {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: prior {name!r}: {_first_line(e)}") from None
 
 
 @PRIORS.register("normal")
 class StandardNormal(Prior):
-    """N(0, I) over ``shape`` (the paper's P(z) and the "standard" prior of the image models)."""
+    """N(0, I) over ``shape``: the paper's p(z) and P(z), the default prior of every model
+    (registered as ``normal``; ``standard``, its name in the image models before the registry was
+    shared, is an alias)."""
 
     def __init__(self, shape: int | Sequence[int]) -> None:
         super().__init__()
@@ -70,6 +224,9 @@ class StandardNormal(Prior):
     def forward(self) -> Independent:
         return Independent(Normal(self.loc, self.scale, validate_args=False), self.loc.dim(),
                            validate_args=False)
+
+
+PRIORS.alias("standard", "normal")
 
 
 @PRIORS.register("gaussian")

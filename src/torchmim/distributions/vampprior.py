@@ -6,6 +6,10 @@ with K learnable pseudo-inputs ũ_k (paper, Section 5.1; spec, "Priors on z2"). 
 image models the VampPrior is the prior on the top level z2 and reuses the encoder's q(z2|x)
 network; for a one-level model it reuses the encoder q(z|x) itself.
 
+In configs it is ``prior: vampprior`` with ``prior_options`` ``num_pseudo_inputs`` (K, default 500,
+the paper's), ``noise`` (default 0.01, the reference's) and ``bounds`` (default [0, 1]); the
+pseudo-inputs take the model's observation shape (:meth:`VampPrior.from_config`).
+
 Parameterisation. The reference stores the pseudo-inputs as the weight of a linear map applied to
 one-hot vectors, followed by a hard-tanh to [0, 1]; that is exactly a (K, C, H, W) parameter ũ read
 through ``clamp(ũ, 0, 1)``, which is what :class:`VampPrior` stores (``pseudo_inputs``). An entry
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -36,7 +40,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from ..errors import ConfigError, DataError
 from .mixture import ReparameterizedMixture
-from .priors import Prior
+from .priors import PRIORS, Prior
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.latent_variable_model import LatentVariableModel
@@ -122,6 +126,7 @@ def _normal_params(dist: Distribution) -> tuple[Tensor, Tensor]:
     return base.loc, base.scale
 
 
+@PRIORS.register("vampprior")
 class VampPrior(Prior):
     """p(z) = (1/K) Σ_k q(z | u_k) with learnable pseudo-inputs (see the module docs).
 
@@ -134,22 +139,44 @@ class VampPrior(Prior):
         noise: standard deviation of the noise added to the data initialisation (0.01, as the
             reference).
         bounds: the range the pseudo-inputs are clamped to ((0, 1) for images); ``None``: no clamp.
+
+    Built by :meth:`from_config` (from a model config), it also knows the latent shape it is over
+    and checks that the encoder's posterior at the pseudo-inputs has it.
     """
 
+    needs_model = True
+
     def __init__(self, x_shape: int | Sequence[int], num_pseudo_inputs: int = 500, *,
-                 noise: float = 0.01, bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
+                 noise: float = 0.01, bounds: Sequence[float] | None = (0.0, 1.0)) -> None:
         super().__init__()
         x_shape = (x_shape,) if isinstance(x_shape, int) else tuple(x_shape)
-        if num_pseudo_inputs < 1:
-            raise ConfigError(f"num_pseudo_inputs must be >= 1, got {num_pseudo_inputs}")
-        if noise < 0:
-            raise ConfigError(f"the pseudo-input noise must be >= 0, got {noise}")
+        if isinstance(num_pseudo_inputs, bool) or not isinstance(num_pseudo_inputs, int) \
+                or num_pseudo_inputs < 1:
+            raise ConfigError(f"num_pseudo_inputs must be an integer >= 1, got "
+                              f"{num_pseudo_inputs!r}")
+        if not isinstance(noise, (int, float)) or noise < 0:
+            raise ConfigError(f"the pseudo-input noise must be a number >= 0, got {noise!r}")
+        if bounds is not None and (len(bounds) != 2 or not bounds[0] < bounds[1]):
+            raise ConfigError(f"bounds must be [low, high] with low < high, got {bounds!r}")
         self.x_shape = x_shape
         self.noise = float(noise)
-        self.bounds = tuple(bounds) if bounds is not None else None
+        self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
+        self.latent_shape: tuple[int, ...] | None = None  # set by from_config
         init = 0.05 + 0.01 * torch.randn(num_pseudo_inputs, *x_shape)
         self.pseudo_inputs = torch.nn.Parameter(init)
         self._owner: list[LatentVariableModel] = []  # a plain list: the encoder is not a submodule
+
+    @classmethod
+    def from_config(cls, shape: int | Sequence[int], *, x_shape: Sequence[int] | None = None,
+                    **options: Any) -> VampPrior:
+        """The pseudo-inputs take the observation shape ``x_shape``; ``shape`` (the latent, or the
+        top level of a two-level model) is what the encoder's posterior at them must have."""
+        if x_shape is None:
+            raise ConfigError("a VampPrior needs the model's observation shape (x_shape) for its "
+                              "pseudo-inputs")
+        prior = cls(x_shape, **options)
+        prior.latent_shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        return prior
 
     @property
     def num_pseudo_inputs(self) -> int:
@@ -180,6 +207,9 @@ class VampPrior(Prior):
 
     def forward(self) -> VampPriorDistribution:
         loc, scale = _normal_params(self.posterior_at_inputs())
+        if self.latent_shape is not None and tuple(loc.shape[1:]) != self.latent_shape:
+            raise ConfigError(f"the VampPrior is over {self.latent_shape}, but the encoder's "
+                              f"posterior at its pseudo-inputs is over {tuple(loc.shape[1:])}")
         return VampPriorDistribution(loc, scale)
 
     @torch.no_grad()

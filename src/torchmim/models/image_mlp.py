@@ -3,7 +3,8 @@
 * q(z|x): flatten, gated dense C·H·W → 300 → 300, Gaussian head → z (log-variance clamped to
   [−6, 2]);
 * p(x|z): gated dense z → 300 → 300, linear 300 → C·H·W Bernoulli logits, reshaped to (C, H, W);
-* p(z): N(0, I) or a VampPrior (1/K) Σ_k q(z|u_k) over the whole latent;
+* p(z): any prior of the registry over the whole latent (``prior`` + ``prior_options``): N(0, I)
+  by default, the VampPrior (1/K) Σ_k q(z|u_k) of the paper's image experiments, ...;
 * q(x): the marginal of Eq. (16); P(z) = p(z).
 
 Hidden sizes: the VampPrior paper's one-level models use two gated dense layers of 300 units in both
@@ -16,24 +17,23 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent
 
 from ..errors import ConfigError
-from ..layers import GatedDense, GaussianHead, check_images, he_normal_
-from .configs import MODELS, ModelConfig
-from .hvae import (
-    LIKELIHOOD_NAMES,
-    PRIOR_NAMES,
-    build_top_prior,
-    check_choice,
+from ..layers import (
+    GatedDense,
+    GaussianHead,
+    check_images,
     check_latent,
-    check_x_shape,
     chunked_no_grad,
+    he_normal_,
 )
+from ._image import ImageConfigMixin
+from .configs import MODELS, ModelConfig
 from .latent_variable_model import LatentVariableModel
 
 __all__ = ["ImageMLPConfig", "MLPImageDecoder", "MLPImageEncoder"]
@@ -85,15 +85,17 @@ class MLPImageDecoder(nn.Module):
 
 @MODELS.register("image-mlp")
 @dataclass
-class ImageMLPConfig(ModelConfig):
+class ImageMLPConfig(ImageConfigMixin, ModelConfig):
     """One-level gated-MLP model for images (see the module docs).
 
     Attributes:
         x_shape: (C, H, W) of one image.
         z_dim: latent size (40).
         hidden, depth: width and number of gated dense layers of both networks (300, 2).
-        prior: ``"standard"`` or ``"vampprior"`` (over the whole z).
-        num_pseudo_inputs, pseudo_input_noise: the VampPrior's K (500) and init noise (0.01).
+        prior: registry name (:data:`~torchmim.distributions.PRIORS`) of p(z) over the whole z:
+            ``normal`` (the default; ``standard`` is its old name), ``vampprior`` (through the
+            encoder q(z|x)), ``gmm``, ...
+        prior_options: its options (the VampPrior's: ``num_pseudo_inputs`` 500, ``noise`` 0.01).
         logvar_clamp: hard clamp of the encoder's log-variance ((−6, 2)).
         std_floor: added to the encoder's standard deviation (0).
         likelihood: ``"bernoulli"``.
@@ -105,35 +107,28 @@ class ImageMLPConfig(ModelConfig):
     z_dim: int = 40
     hidden: int = 300
     depth: int = 2
-    prior: str = "standard"
-    num_pseudo_inputs: int = 500
-    pseudo_input_noise: float = 0.01
+    prior: str = "normal"
+    prior_options: dict[str, Any] = field(default_factory=dict)
     logvar_clamp: tuple[float, float] | None = (-6.0, 2.0)
     std_floor: float = 0.0
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
-        self.x_shape = check_x_shape(self.x_shape)
-        if self.logvar_clamp is not None:
-            self.logvar_clamp = tuple(self.logvar_clamp)  # type: ignore[assignment]
-            if len(self.logvar_clamp) != 2 or self.logvar_clamp[0] > self.logvar_clamp[1]:
-                raise ConfigError(f"model.logvar_clamp must be (low, high), got "
-                                  f"{self.logvar_clamp}")
-        if self.z_dim < 1 or self.hidden < 1 or self.depth < 0 or self.num_pseudo_inputs < 1:
-            raise ConfigError("model.z_dim, model.hidden and model.num_pseudo_inputs must be >= 1 "
-                              "and model.depth >= 0")
-        if self.pseudo_input_noise < 0 or self.std_floor < 0:
-            raise ConfigError("model.pseudo_input_noise and model.std_floor must be >= 0")
-        check_choice("prior", self.prior, PRIOR_NAMES)
-        check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
+        if self.z_dim < 1 or self.hidden < 1 or self.depth < 0:
+            raise ConfigError(f"model.z_dim and model.hidden must be >= 1 and model.depth >= 0, "
+                              f"got {self.z_dim}, {self.hidden}, {self.depth}")
+        self._check_image_fields(prior_shape=self.z_dim)
 
     def build(self) -> LatentVariableModel:
+        # built in this order (encoder, decoder, prior) so a seed gives the same initial weights
+        # as torchmim 0.1
+        encoder = MLPImageEncoder(self.x_shape, self.z_dim, self.hidden, self.depth,
+                                  logvar_clamp=self.logvar_clamp, std_floor=self.std_floor)
+        decoder = MLPImageDecoder(self.x_shape, self.z_dim, self.hidden, self.depth)
         model = LatentVariableModel(
-            encoder=MLPImageEncoder(self.x_shape, self.z_dim, self.hidden, self.depth,
-                                    logvar_clamp=self.logvar_clamp, std_floor=self.std_floor),
-            decoder=MLPImageDecoder(self.x_shape, self.z_dim, self.hidden, self.depth),
-            prior=build_top_prior(self.prior, self.z_dim, self.x_shape, self.num_pseudo_inputs,
-                                  self.pseudo_input_noise),
+            encoder=encoder,
+            decoder=decoder,
+            prior=self._build_prior(self.z_dim),
             x_shape=self.x_shape,
             z_shape=(self.z_dim,),
         )

@@ -11,10 +11,13 @@ functions of a model and a batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -26,7 +29,10 @@ from ..errors import DataError
 if TYPE_CHECKING:  # pragma: no cover
     from .configs import ModelConfig
 
-__all__ = ["JointTerms", "LatentVariableModel"]
+__all__ = ["MAP_BATCH_SIZE", "JointTerms", "LatentVariableModel"]
+
+#: Observations (or latents) per forward pass of the user-facing maps ``encode``/``decode``/...
+MAP_BATCH_SIZE = 4096
 
 
 @dataclass
@@ -113,6 +119,45 @@ class LatentVariableModel(nn.Module):
         """Raise :class:`~torchmim.errors.DataError` unless ``z`` is a float batch of latents."""
         return self._check(z, self.z_shape, name)
 
+    def _param_like(self) -> tuple[torch.device, torch.dtype]:
+        for p in self.parameters():
+            return p.device, p.dtype
+        return torch.device("cpu"), torch.get_default_dtype()  # pragma: no cover - no parameters
+
+    def _prepare(self, data: Any, shape: tuple[int, ...], name: str) -> Tensor:
+        if isinstance(data, (list, tuple)):  # plain numbers carry no dtype intent
+            try:
+                data = np.asarray(data, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                raise DataError(f"{name} is not a numeric array ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, Tensor):
+            try:
+                data = torch.as_tensor(np.asarray(data))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise DataError(f"{name} is not a numeric array ({str(e).splitlines()[0]})") from None
+        self._check(data, shape, name)
+        device, dtype = self._param_like()
+        data = data.to(device=device, dtype=dtype)
+        if not torch.isfinite(data).all():
+            rows = (~torch.isfinite(data)).reshape(data.shape[0], -1).any(1).nonzero().flatten()
+            raise DataError(f"{name} contains NaN or Inf in {len(rows)} row(s), first at row "
+                            f"{int(rows[0])}")
+        return data
+
+    def prepare_x(self, x: Any, name: str = "x") -> Tensor:
+        """``x`` (a tensor of any float dtype, a NumPy array, nested lists) as a checked batch of
+        observations in the model's dtype and on its device; one-line
+        :class:`~torchmim.errors.DataError` for a wrong shape, an integer dtype or NaN/Inf.
+
+        Integer arrays are refused rather than cast: image pixels in 0..255 given to a model of
+        [0, 1] images would otherwise be modelled silently wrong.
+        """
+        return self._prepare(x, self.x_shape, name)
+
+    def prepare_z(self, z: Any, name: str = "z") -> Tensor:
+        """``z`` as a checked batch of latents in the model's dtype and device (see :meth:`prepare_x`)."""
+        return self._prepare(z, self.z_shape, name)
+
     # ------------------------------------------------------------------ the densities
     def posterior(self, x: Tensor) -> Distribution:
         """The encoder q(z|x)."""
@@ -142,26 +187,79 @@ class LatentVariableModel(nn.Module):
         return self.posterior(x)
 
     # ------------------------------------------------------------------ user-facing maps
-    def encode(self, x: Tensor, *, sample: bool = False) -> Tensor:
-        """Posterior mean E[z|x] (default) or one sample z ∼ q(z|x)."""
-        q = self.posterior(x)
-        return q.sample() if sample else q.mean
+    # encode / decode / reconstruct / sample are for *using* a model: they take array-likes, run in
+    # eval mode without autograd, in batches of ``batch_size``, and return tensors on the model's
+    # device. ``grad=True`` keeps the model's mode and autograd (reparameterised samples where the
+    # distribution allows); objectives use the distributions ``posterior(x)`` / ``likelihood(z)``.
+    @contextlib.contextmanager
+    def _map_mode(self, grad: bool) -> Iterator[None]:
+        if grad:
+            yield
+            return
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
 
-    def decode(self, z: Tensor, *, sample: bool = False) -> Tensor:
-        """Decoder mean E[x|z] (default) or one sample x ∼ p(x|z)."""
-        p = self.likelihood(z)
-        return p.sample() if sample else p.mean
+    @staticmethod
+    def _draw(dist: Distribution, sample: bool, grad: bool) -> Tensor:
+        if not sample:
+            return dist.mean
+        return dist.rsample() if grad and dist.has_rsample else dist.sample()
 
-    def reconstruct(self, x: Tensor, *, sample: bool = False) -> Tensor:
+    def _batched(self, fn: Callable[[Tensor], Tensor], t: Tensor, batch_size: int, grad: bool
+                 ) -> Tensor:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        with self._map_mode(grad):
+            parts = [fn(t[i : i + batch_size]) for i in range(0, t.shape[0], batch_size)] or [fn(t)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def encode(self, x: Any, *, sample: bool = False, grad: bool = False,
+               batch_size: int = MAP_BATCH_SIZE) -> Tensor:
+        """Posterior mean E[z|x] (default) or one sample z ∼ q(z|x), shape ``(N, *z_shape)``.
+
+        ``x``: observations ``(N, *x_shape)`` as a tensor of any float dtype, a NumPy array or lists.
+        Runs in eval mode without gradients (``grad=True``: differentiable, mode unchanged).
+        """
+        xt = self.prepare_x(x)
+        return self._batched(lambda b: self._draw(self.posterior(b), sample, grad), xt,
+                             batch_size, grad)
+
+    def decode(self, z: Any, *, sample: bool = False, grad: bool = False,
+               batch_size: int = MAP_BATCH_SIZE) -> Tensor:
+        """Decoder mean E[x|z] (default) or one sample x ∼ p(x|z) (inputs as for :meth:`encode`)."""
+        zt = self.prepare_z(z)
+        return self._batched(lambda b: self._draw(self.likelihood(b), sample, grad), zt,
+                             batch_size, grad)
+
+    def reconstruct(self, x: Any, *, sample: bool = False, grad: bool = False,
+                    batch_size: int = MAP_BATCH_SIZE) -> Tensor:
         """x → z → x̃ through the means (default) or through samples z ∼ q(z|x), x̃ ∼ p(x|z)."""
-        return self.decode(self.encode(x, sample=sample), sample=sample)
+        xt = self.prepare_x(x)
+
+        def rec(b: Tensor) -> Tensor:
+            z = self._draw(self.posterior(b), sample, grad)
+            return self._draw(self.likelihood(z), sample, grad)
+
+        return self._batched(rec, xt, batch_size, grad)
 
     def sample(
-        self, num_samples: int, *, mean: bool = False, return_latent: bool = False
+        self, num_samples: int, *, mean: bool = False, return_latent: bool = False,
+        grad: bool = False, batch_size: int = MAP_BATCH_SIZE,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Draw z ∼ p(z), then x ∼ p(x|z) (or its mean with ``mean=True``)."""
-        z = self.prior().sample((num_samples,))
-        x = self.decode(z, sample=not mean)
+        """Draw z ∼ p(z), then x ∼ p(x|z) (or its mean with ``mean=True``); no gradients unless
+        ``grad=True``."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+            raise DataError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+        with self._map_mode(grad):
+            pz = self.prior()
+            z = pz.rsample((num_samples,)) if grad and pz.has_rsample else pz.sample((num_samples,))
+        x = self._batched(lambda b: self._draw(self.likelihood(b), not mean, grad), z,
+                          batch_size, grad)
         return (x, z) if return_latent else x
 
     # ------------------------------------------------------------------ log-densities

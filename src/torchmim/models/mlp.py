@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..distributions.conditional import CONDITIONALS
-from ..distributions.priors import PRIORS
+from ..distributions.priors import build_prior, check_prior
 from ..errors import ConfigError
 from ..networks import ACTIVATIONS, MLP
 from .configs import MODELS, ModelConfig
@@ -30,8 +30,9 @@ class MLPModelConfig(ModelConfig):
         hidden, depth, activation: width, number of hidden layers and nonlinearity of both networks.
         posterior, likelihood: conditional densities of q(z|x) and p(x|z) (``gaussian``, ``bernoulli``,
             ``gmm``); ``conditional_options`` are passed to both (e.g. ``num_components``).
-        prior, data_prior, latent_anchor: registry names of p(z), q(x) and P(z) (``None``: P(z) = p(z)),
-            with their options.
+        prior, data_prior, latent_anchor: registry names (:data:`~torchmim.distributions.PRIORS`)
+            of p(z), q(x) and P(z) (``None``: P(z) = p(z)), with their options; the same
+            mechanism as every model's ``prior`` / ``prior_options``.
         std_floor: added to every conditional standard deviation (1e-6 in the reference).
         logvar_clamp: optional hard clamp of conditional log-variances.
     """
@@ -61,9 +62,15 @@ class MLPModelConfig(ModelConfig):
         ACTIVATIONS.get(self.activation)
         for name in (self.posterior, self.likelihood):
             CONDITIONALS.get(name)
-        for name in (self.prior, self.data_prior, self.latent_anchor):
-            if name is not None:
-                PRIORS.get(name)
+        x_shape = (self.x_dim,)
+        self.prior = check_prior(self.prior, self.prior_options, where="model.prior",
+                                 shape=self.z_dim, x_shape=x_shape)
+        self.data_prior = check_prior(self.data_prior, self.data_prior_options,
+                                      where="model.data_prior", shape=self.x_dim, x_shape=x_shape)
+        if self.latent_anchor is not None:
+            self.latent_anchor = check_prior(self.latent_anchor, self.latent_anchor_options,
+                                             where="model.latent_anchor", shape=self.z_dim,
+                                             x_shape=x_shape)
 
     def _conditional(self, kind: str, in_dim: int, out_dim: int):
         cls = CONDITIONALS.get(kind)
@@ -82,19 +89,18 @@ class MLPModelConfig(ModelConfig):
     def build(self) -> LatentVariableModel:
         """Build the model (parameters initialised from the global torch RNG)."""
 
-        def density(name: str, dim: int, options: dict[str, Any]):
-            try:
-                return PRIORS.build(name, dim, **options)
-            except TypeError as e:
-                raise ConfigError(f"model: options of {name!r}: {e}") from None
+        def density(key: str, name: str, dim: int, options: dict[str, Any]):
+            return build_prior(name, dim, options, x_shape=(self.x_dim,),
+                               where=f"model.{key}_options")
 
         model = LatentVariableModel(
             encoder=self._conditional(self.posterior, self.x_dim, self.z_dim),
             decoder=self._conditional(self.likelihood, self.z_dim, self.x_dim),
-            prior=density(self.prior, self.z_dim, self.prior_options),
-            data_prior=density(self.data_prior, self.x_dim, self.data_prior_options),
+            prior=density("prior", self.prior, self.z_dim, self.prior_options),
+            data_prior=density("data_prior", self.data_prior, self.x_dim, self.data_prior_options),
             latent_anchor=(None if self.latent_anchor is None
-                           else density(self.latent_anchor, self.z_dim, self.latent_anchor_options)),
+                           else density("latent_anchor", self.latent_anchor, self.z_dim,
+                                        self.latent_anchor_options)),
             x_shape=(self.x_dim,),
             z_shape=(self.z_dim,),
         )
