@@ -16,10 +16,11 @@ from torchmim.metrics import (
     ksg_mutual_information,
     latent_activity,
     posterior_variance,
+    reconstruction_error,
     reconstruction_rmse,
 )
 
-from .helpers import exact_log_marginal, linear_gaussian_model
+from .helpers import AffineGaussianHead, exact_log_marginal, linear_gaussian_model
 
 
 @pytest.mark.parametrize("dim, rho", [(1, 0.0), (1, 0.5), (1, 0.9), (2, 0.0), (2, 0.8), (3, 0.6)])
@@ -122,12 +123,14 @@ def test_reconstruction_error_of_an_identity_like_model(float64):
     W, b, sigma = _linear_setup()
     model = linear_gaussian_model(W, b, sigma)
     x = torch.randn(100, 3)
-    err_mean = reconstruction_rmse(model, x, sample=False, reduction="rms")
+    err_mean = reconstruction_rmse(model, x)  # default: through the means
     # through the means: x̃ = W A (x − b) + b, the projection of x − b onto span(W), shrunk
     A = model.encoder.network.A.detach()
     x_rec = (x @ A.T + model.encoder.network.b.detach()) @ W.T + b
-    assert err_mean == pytest.approx(((x - x_rec) ** 2).sum(1).mean().sqrt().item())
-    assert reconstruction_rmse(model, x) > err_mean * 0.5  # sampling adds noise
+    assert err_mean == pytest.approx(((x - x_rec) ** 2).mean().sqrt().item())
+    assert reconstruction_error(model, x, sample=False) == pytest.approx(
+        ((x - x_rec) ** 2).sum(1).sqrt().mean().item())
+    assert reconstruction_error(model, x) > err_mean  # sampling adds noise, and √D > 1
 
 
 def test_knn_accuracy_against_a_hand_example():
@@ -163,6 +166,8 @@ def test_metrics_check_their_input():
     bad[2, 1] = float("nan")
     with pytest.raises(tm.DataError, match="NaN.*row 2"):
         reconstruction_rmse(model, bad)
+    with pytest.raises(tm.DataError, match="NaN.*row 2"):
+        reconstruction_error(model, bad)
 
 
 def test_evaluate_reports_sizes_and_is_deterministic():
@@ -174,7 +179,9 @@ def test_evaluate_reports_sizes_and_is_deterministic():
     b = tm.metrics.evaluate(model, x, y, x_train=xt, y_train=yt, nll_samples=20, seed=3)
     assert a == b
     assert a["n_test"] == 300 and a["ksg_k"] == 5 and a["knn_k"] == 5
-    assert set(a) >= {"mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units"}
+    assert set(a) >= {"mi", "nll", "recon_rmse", "recon_error", "recon_mean_rmse", "knn_acc",
+                      "posterior_var", "active_units"}
+    assert a["recon_rmse"] == a["recon_error"]  # the old key keeps its meaning for old results
 
 
 @pytest.mark.parametrize(("model_name", "expected"), [("mlp", 1000), ("image-mlp", 5000)])
@@ -193,3 +200,88 @@ def test_run_config_writes_the_models_nll_samples_out():
     assert tm.RunConfig().eval.nll_samples == 1000
     cfg = tm.RunConfig.from_dict({"model": {"name": "convhvae"}, "data": {"name": "mnist"}})
     assert cfg.eval.nll_samples == 5000 and cfg.to_dict()["eval"]["nll_samples"] == 5000
+
+
+# ------------------------------------------------------------------ reconstruction measures
+def _constant_model(x_dim: int, center: torch.Tensor, logvar: float = -80.0):
+    """q(z|x) = N(0, e^logvar) whatever x, p(x|z) = N(center, e^logvar): x̃ = center to float64
+    precision (σ = e^-40), so the sampled measures equal their hand-computed values."""
+    enc = AffineGaussianHead(torch.zeros(1, x_dim), torch.zeros(1), torch.full((1,), logvar))
+    dec = AffineGaussianHead(torch.zeros(x_dim, 1), center, torch.full((x_dim,), logvar))
+    return tm.LatentVariableModel(tm.ConditionalGaussian(enc, std_floor=0.0),
+                                  tm.ConditionalGaussian(dec, std_floor=0.0), tm.StandardNormal(1),
+                                  x_shape=(x_dim,), z_shape=(1,))
+
+
+def test_the_papers_reconstruction_measure_on_a_hand_example(float64):
+    """recon_error = mean_i ‖x_i − x̃_i‖ with sampled x̃ (the paper's "RMSE"): x̃ = 0 and
+    x = (3, 4), (0, 0), (1, 1) give (5 + 0 + √2) / 3. An RMSE would be √(27/6) = 2.1213; a
+    measure through means, or squared, or per coordinate, would fail here."""
+    model = _constant_model(2, torch.zeros(2))
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]])
+    assert reconstruction_error(model, x) == pytest.approx((5 + math.sqrt(2)) / 3, rel=1e-12)
+
+
+def test_reconstruction_rmse_is_a_root_mean_square_over_points_and_coordinates(float64):
+    """√(mean_{i,d} (x_id − x̃_id)²) of the mean reconstruction x̃ = (1, −1): errors (2, 5), (−1, 1),
+    (0, 0) → √((4 + 25 + 1 + 1 + 0 + 0) / 6) = √(31/6). The mean norm would give 2.2670."""
+    model = _constant_model(2, torch.tensor([1.0, -1.0]))
+    x = [[3.0, 4.0], [0.0, 0.0], [1.0, -1.0]]
+    assert reconstruction_rmse(model, x) == pytest.approx(math.sqrt(31 / 6), rel=1e-12)
+    with torch.no_grad():  # through samples, x̃ ~ N((1, −1), I) adds a unit variance per coordinate
+        model.decoder.network.logvar.zero_()
+    many = np.tile(x, (2000, 1))
+    assert reconstruction_rmse(model, many) == pytest.approx(math.sqrt(31 / 6), rel=1e-12)
+    assert reconstruction_rmse(model, many, sample=True) == pytest.approx(math.sqrt(31 / 6 + 1),
+                                                                          rel=0.02)
+
+
+def test_evaluate_takes_an_eval_config_and_the_splits():
+    """evaluate(model, DataSplits, EvalConfig): the test split is measured, train_eval fits the
+    k-NN; options override the config; metrics.evaluate and runs.EvalConfig are the same objects."""
+    from torchmim import evaluation, runs
+
+    assert tm.metrics.evaluate is evaluation.evaluate and runs.EvalConfig is evaluation.EvalConfig
+    data = tm.RunConfig.from_dict({"data": {"name": "gmm2d", "n_train": 200, "n_val": 50,
+                                            "n_test": 150}}).data.load(seed=0)
+    model = tm.MLPModelConfig(hidden=8).build()
+    cfg = evaluation.EvalConfig(nll_samples=5, mi=False, max_points=100, extra_knn_k=[1])
+    out = evaluation.evaluate(model, data, cfg, seed=1)
+    assert out["n_test"] == 100 and out["n_train"] == 100 and "mi" not in out
+    assert "knn_acc_k1" in out and out["nll_samples"] == 5
+    same = evaluation.evaluate(model, data.test[0], y_test=data.test[1], x_train=data.train_eval[0],
+                               y_train=data.train_eval[1], seed=1, nll_samples=5, mi=False,
+                               max_points=100, extra_knn_k=[1])
+    assert same == out
+    with pytest.raises(tm.ConfigError, match="unknown options.*nll_sample"):
+        evaluation.evaluate(model, data, nll_sample=5)
+
+
+def test_eval_threads_are_applied_and_restored(monkeypatch):
+    from torchmim import evaluation
+
+    seen = []
+    original = evaluation.posterior_variance
+    monkeypatch.setattr(evaluation, "posterior_variance",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        evaluation.evaluate(tm.MLPModelConfig(hidden=4).build(), torch.randn(20, 2), mi=False,
+                            nll_samples=2, threads=3)
+        assert seen == [3] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_eval_section_keeps_its_keys_through_yaml(tmp_path):
+    """EvalConfig moved to torchmim.evaluation; a run config's eval: section has the same keys as
+    before (plus threads) and survives a YAML round trip. Fails if a key was renamed or dropped."""
+    old_keys = {"max_points", "mi", "ksg_k", "ksg_standardize", "knn_k", "extra_knn_k",
+                "nll_samples", "nll_points", "recon_points", "nll_batch_size", "nll_max_pairs",
+                "knn_latent"}
+    cfg = tm.RunConfig.from_dict({"eval": {"max_points": 123, "extra_knn_k": [1, 3], "threads": 2}})
+    assert set(cfg.to_dict()["eval"]) == old_keys | {"threads"}
+    cfg.save(tmp_path / "c.yaml")
+    back = tm.RunConfig.from_file(tmp_path / "c.yaml")
+    assert back.eval == cfg.eval and back.eval.max_points == 123 and back.eval.threads == 2

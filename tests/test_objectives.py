@@ -200,3 +200,27 @@ def test_unknown_objective_names_are_clear():
         tm.get_objective("mimm")
     with pytest.raises(tm.ConfigError, match="unknown key"):
         tm.get_objective({"name": "mim", "symetric": True})
+
+
+def test_two_path_objectives_share_one_sample_set(float64):
+    """MIM, CE and MIM − H are built by one helper (two_path_loss) on the same anchored sample set:
+    with the same seed, L_{MIM−H} = L_MIM − L_CE exactly (the path means are linear in the
+    per-sample loss). Fails if one objective draws its samples differently (order, count, or a
+    second p(z)) or averages its paths differently."""
+    from torchmim.objectives import MIMMinusEntropy, two_path_loss
+
+    model = _tiny_model()
+    x = torch.tensor([[-1.0], [0.3], [0.9], [2.0]])
+    losses = {}
+    for name, objective in (("mim", tm.MIM()), ("ce", tm.CE()), ("mim_h", MIMMinusEntropy())):
+        torch.manual_seed(3)
+        losses[name] = objective(model, x, beta=1.0).loss.item()
+    assert losses["mim_h"] == pytest.approx(losses["mim"] - losses["ce"], rel=1e-12)
+    torch.manual_seed(3)
+    by_hand = two_path_loss(model, x, mim_per_sample, symmetric=True).loss.item()
+    assert by_hand == losses["mim"]
+    torch.manual_seed(3)
+    amim = two_path_loss(model, x, mim_per_sample, symmetric=False)
+    assert set(amim.terms) == {"encoder"}
+    torch.manual_seed(3)
+    assert amim.loss.item() == tm.AMIM()(model, x).loss.item()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import pytest
 import torch
 
 import torchmim as tm
+from torchmim import runs
 from torchmim.schedules import beta_warmup, lr_warmup_factor
-from torchmim.training import Callback
+from torchmim.seeding import derive_seed, seed_everything
+from torchmim.training import Callback, ProgressBar, Trainer
+
+from .helpers import tiny
 
 
 def test_beta_warmup_eq18():
@@ -70,9 +76,10 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 def test_early_stopping_rule_and_best_model():
     """Stop once the validation loss at β = 1 has not improved for more than `patience` epochs; the
     counter is idle during warm-up; the best-validation weights are restored."""
-    trainer = _trainer(epochs=40, objective="vae", patience=1, lr=0.05)
+    trainer = _trainer(epochs=40, objective="vae", patience=1, lr=0.05, min_steps=0)
     x, _ = _data()
-    history = trainer.fit(x, _data(256, seed=1)[0])
+    with pytest.warns(UserWarning, match="early stopping ended training"):  # < 1000 steps
+        history = trainer.fit(x, _data(256, seed=1)[0])
     best = min((h for h in history if h["beta"] >= 1), key=lambda h: h["val_loss"])
     assert trainer.best_epoch == best["epoch"]
     assert trainer.stopped_early
@@ -180,3 +187,150 @@ def test_max_seconds_stops_between_epochs_and_a_resume_with_more_time_continues(
     assert more.elapsed_seconds == pytest.approx(sum(h["seconds"] for h in more.history))
     with pytest.raises(tm.ConfigError, match="max_seconds"):
         tm.TrainerConfig(max_seconds=0)
+
+
+# ------------------------------------------------------------------ early stopping on small data
+def test_min_steps_keeps_a_small_data_set_training():
+    """124 rows at batch 128 is one gradient step per epoch: with patience in epochs alone the run
+    ends after a handful of steps (min_steps=0, the old rule), and says so; the default min_steps
+    keeps it going to 200 steps. Fails if min_steps is ignored or the warning is not raised."""
+    x, _ = _data(124)
+    xv, _ = _data(124, seed=1)
+    cfg = dict(epochs=400, batch_size=128, progress=False, warmup_epochs=3, lr=0.05)
+    model = tm.MLPModelConfig(hidden=8).build()
+    old = Trainer(copy.deepcopy(model), tm.get_objective("vae"), tm.TrainerConfig(min_steps=0, **cfg))
+    with pytest.warns(UserWarning, match=r"early stopping ended training at epoch \d+ after only "
+                                         r"\d+ gradient steps \(1 per epoch\)"):
+        old.fit(x, xv)
+    assert old.stopped_early and old.steps == old.epoch < 50
+    new = Trainer(copy.deepcopy(model), tm.get_objective("vae"), tm.TrainerConfig(**cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        history = new.fit(x, xv)
+    assert new.config.min_steps == 200
+    assert new.steps >= 200 and history[-1]["steps"] == new.steps == new.epoch
+    assert new.epoch > old.epoch
+
+
+def test_min_steps_leaves_runs_with_enough_steps_unchanged():
+    """40 batches per epoch (the paper's protocol at 5,000 points), warm-up 3 and patience 3: the
+    earliest stop, epoch 7, is after 280 ≥ 200 steps, so the default min_steps changes nothing —
+    the same history, to the bit, as without the floor. Fails if the default is raised above 280
+    for such runs (the fig3 sweep would change) or if min_steps altered anything else."""
+    x, _ = _data(320)
+    xv, _ = _data(128, seed=1)
+    runs_ = []
+    for min_steps in (0, 200):
+        torch.manual_seed(0)
+        model = tm.MLPModelConfig(hidden=8).build()
+        cfg = tm.TrainerConfig(epochs=30, batch_size=8, warmup_epochs=3, lr=0.05, progress=False,
+                               min_steps=min_steps)
+        trainer = Trainer(model, tm.get_objective("vae"), cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            runs_.append((trainer, trainer.fit(x, xv)))
+    (a, ha), (b, hb) = runs_
+    assert a.stopped_early and a.epoch < 30  # early stopping did fire (else the test shows nothing)
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+    assert strip(ha) == strip(hb)
+
+
+# ------------------------------------------------------------------ data-dependent initialisation
+def _images(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, 8, 8, generator=g) > 0.5).float()
+
+
+class _AtFitStart(Callback):
+    """Records the VampPrior pseudo-inputs when training starts (after any initialisation)."""
+
+    def on_fit_start(self, trainer):
+        self.pseudo_inputs = trainer.model.prior.pseudo_inputs.detach().clone()
+
+
+def test_a_fresh_fit_initialises_vampprior_pseudo_inputs_and_a_resume_does_not(tmp_path):
+    """The README path Trainer(model, MIM()).fit(x): the pseudo-inputs start as the first training
+    images (+ noise), drawn under the trainer's seed; a resumed fit keeps the checkpoint's. Fails if
+    fit skips the initialisation, uses other examples or another seed, or re-initialises on resume."""
+    x = _images()
+    torch.manual_seed(0)
+    model = tiny("image-mlp", prior="vampprior")
+    expected = copy.deepcopy(model)
+    seed_everything(derive_seed(3, "init_from_data"))
+    expected.initialize_from_data(x)
+    before = model.prior.pseudo_inputs.detach().clone()
+    probe = _AtFitStart()
+    trainer = Trainer(model, tm.MIM(), tm.TrainerConfig(epochs=1, progress=False, seed=3),
+                      callbacks=[probe], out_dir=tmp_path)
+    trainer.fit(x)
+    assert not torch.allclose(before, probe.pseudo_inputs)
+    torch.testing.assert_close(probe.pseudo_inputs, expected.prior.pseudo_inputs, rtol=0, atol=0)
+    assert (probe.pseudo_inputs - x[:5]).abs().max() < 0.1  # the first 5 images, plus noise 0.01
+
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model_state"]
+    probe2 = _AtFitStart()
+    resumed = Trainer(tiny("image-mlp", prior="vampprior"), tm.MIM(),
+                      tm.TrainerConfig(epochs=2, progress=False, seed=3), callbacks=[probe2],
+                      out_dir=tmp_path)
+    resumed.fit(x, resume=True)
+    assert torch.equal(probe2.pseudo_inputs, saved["prior.pseudo_inputs"])
+
+
+def test_init_from_data_can_be_turned_off():
+    model = tiny("image-mlp", prior="vampprior")
+    before = model.prior.pseudo_inputs.detach().clone()
+    probe = _AtFitStart()
+    Trainer(model, tm.MIM(), tm.TrainerConfig(epochs=1, progress=False, init_from_data=False),
+            callbacks=[probe]).fit(_images())
+    assert torch.equal(probe.pseudo_inputs, before)
+
+
+def test_a_run_with_an_init_stage_initialises_once(tmp_path, monkeypatch):
+    """Appendix D.4: the first stage initialises from data, the main stage starts from its model."""
+    calls = []
+    original = Trainer.initialize_from_data
+
+    def counting(self, data):
+        calls.append(self.objective.name)
+        return original(self, data)
+
+    monkeypatch.setattr(Trainer, "initialize_from_data", counting)
+    config = runs.RunConfig.from_dict({
+        "model": {"name": "mlp", "hidden": 8}, "objective": {"name": "mim"},
+        "data": {"name": "gmm2d", "n_train": 256, "n_val": 128, "n_test": 128},
+        "train": {"epochs": 1, "warmup_epochs": 0, "progress": False},
+        "eval": {"max_points": 128, "nll_samples": 5, "mi": False},
+        "init": {"objective": {"name": "ce"}, "epochs": 1}})
+    runs.run(config, tmp_path)
+    assert calls == ["ce"]
+
+
+# ------------------------------------------------------------------ progress bar label, threads
+def test_progress_bar_label_is_an_argument():
+    trainer = Trainer(tm.MLPModelConfig(hidden=4).build(), tm.MIM(), progress_desc="MIM h=4")
+    bars = [c for c in trainer.callbacks if isinstance(c, ProgressBar)]
+    assert len(bars) == 1 and bars[0].desc == "MIM h=4"
+    assert Trainer(tm.MLPModelConfig(hidden=4).build(), tm.VAE()).callbacks[0].desc == "vae"
+
+
+class _Threads(Callback):
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.seen = torch.get_num_threads()
+
+
+@pytest.mark.parametrize("threads, expected", [(3, 3), (None, 1)])
+def test_train_threads_are_applied_during_fit_and_restored(threads, expected):
+    """train.threads=3 → 3 inside fit; None → 1 for a small model; the caller's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probe = _Threads()
+        trainer = _trainer(epochs=1, threads=threads)
+        trainer.callbacks.append(probe)
+        trainer.fit(_data(128)[0])
+        assert probe.seen == expected
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(tm.ConfigError, match="train.threads"):
+        tm.TrainerConfig(threads=0)

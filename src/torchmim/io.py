@@ -1,8 +1,14 @@
-"""Saving and loading: atomic writes, models as registry name + config + ``state_dict``.
+"""Saving and loading: atomic writes, models as registry name + config + ``state_dict``, and the
+training checkpoint's format.
 
 A saved model is a dict ``{"format": "torchmim.model", "version": 1, "model": {"name", ...config},
 "state_dict": ...}`` read back with ``torch.load(weights_only=True)``: no pickled code, so a saved model
 loads in any later version that still knows the architecture's name.
+
+A training checkpoint is a dict ``{"format": "torchmim.checkpoint", "version": 1, ...}`` with the keys
+of :data:`CHECKPOINT_KEYS`. This module is the one owner of both layouts: the trainer builds its
+checkpoint with :func:`checkpoint_to_dict` and reads it with :func:`read_checkpoint`, and
+:func:`load_model` reads the same layout, so a change of format is made (and versioned) here only.
 """
 
 from __future__ import annotations
@@ -19,11 +25,19 @@ from .errors import CheckpointError, ConfigError
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 
-__all__ = ["atomic_save", "load_model", "model_from_dict", "model_to_dict", "safe_load", "save_model"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "atomic_save", "checkpoint_to_dict",
+           "load_model", "model_from_dict", "model_to_dict", "read_checkpoint", "safe_load",
+           "save_model"]
 
 MODEL_FORMAT = "torchmim.model"
 CHECKPOINT_FORMAT = "torchmim.checkpoint"
 FORMAT_VERSION = 1
+
+#: The keys every training checkpoint holds besides ``format`` and ``version``: the model
+#: (``model_config`` is ``None`` for a hand-assembled model), the optimiser, the best-model state,
+#: the early-stopping counters, the history, and the objective and trainer configs it was run with.
+CHECKPOINT_KEYS = ("epoch", "model_config", "model_state", "best_state", "optimizer", "best_val",
+                   "best_epoch", "bad_epochs", "stopped_early", "history", "objective", "trainer")
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -57,7 +71,7 @@ def safe_load(path: str | Path, *, what: str = "checkpoint", map_location: Any =
         raise CheckpointError(f"{what} path is a folder, not a file: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for truncated / foreign files
+    except Exception as e:  # noqa: BLE001 - torch raises many types for truncated files
         raise CheckpointError(f"{what} {path} is corrupt or not a torchmim file ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
 
@@ -88,6 +102,51 @@ def model_from_dict(data: Any, *, source: str = "saved model") -> LatentVariable
     return model
 
 
+def checkpoint_to_dict(
+    model: LatentVariableModel, *, epoch: int, optimizer: dict[str, Any],
+    best_state: dict[str, Any] | None, best_val: float, best_epoch: int | None, bad_epochs: int,
+    stopped_early: bool, history: list[dict[str, Any]], objective: dict[str, Any],
+    trainer: dict[str, Any],
+) -> dict[str, Any]:
+    """The training checkpoint of ``model`` and the trainer state given (plain data only, so it
+    reads back with ``torch.load(weights_only=True)``)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": FORMAT_VERSION,
+        "epoch": int(epoch),
+        "model_config": None if model.config is None else to_dict(model.config),
+        "model_state": model.state_dict(),
+        "best_state": best_state,
+        "optimizer": optimizer,
+        "best_val": best_val,
+        "best_epoch": best_epoch,
+        "bad_epochs": int(bad_epochs),
+        "stopped_early": bool(stopped_early),
+        "history": history,
+        "objective": objective,
+        "trainer": trainer,
+    }
+
+
+def _check_checkpoint(data: Any, source: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source} is not a torchmim training checkpoint "
+                              f"(no '{CHECKPOINT_FORMAT}' header)")
+    if not isinstance(data.get("version"), int) or data["version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{source} was written by a newer torchmim "
+                              f"(checkpoint format {data.get('version')!r})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{source} is an incomplete training checkpoint (missing {missing})")
+    return data
+
+
+def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """A training checkpoint written by the trainer, checked: header, version and every key of
+    :data:`CHECKPOINT_KEYS`; a one-line :class:`CheckpointError` otherwise."""
+    return _check_checkpoint(safe_load(path, what="checkpoint", map_location=map_location), str(path))
+
+
 def save_model(model: LatentVariableModel, path: str | Path) -> None:
     """Save a model atomically (registry name + config + weights)."""
     atomic_save(model_to_dict(model), path)
@@ -97,10 +156,11 @@ def load_model(path: str | Path, *, map_location: Any = "cpu") -> LatentVariable
     """Load a model saved by :func:`save_model` or a training checkpoint (its best weights)."""
     data = safe_load(path, what="model file", map_location=map_location)
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
-        if data.get("model_config") is None:
+        data = _check_checkpoint(data, str(path))
+        if data["model_config"] is None:
             raise CheckpointError(f"{path} holds the weights of a hand-assembled model (no config); "
                                   "rebuild the model and load checkpoint['best_state'] into it")
-        state = data["best_state"] if data.get("best_state") is not None else data["model_state"]
+        state = data["best_state"] if data["best_state"] is not None else data["model_state"]
         data = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "model": data["model_config"],
                 "state_dict": state}
     return model_from_dict(data, source=str(path))

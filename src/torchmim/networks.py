@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-__all__ = ["ACTIVATIONS", "MLP", "NETWORKS", "activation"]
+__all__ = ["ACTIVATIONS", "MLP", "activation"]
 
 #: Activation functions by name (``tanh`` as in Section 6.2, ``swish`` as in Appendix D).
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
@@ -26,16 +26,11 @@ ACTIVATIONS.register("softplus", nn.Softplus)
 ACTIVATIONS.register("leaky_relu", nn.LeakyReLU)
 ACTIVATIONS.register("gelu", nn.GELU)
 
-#: Networks by name.
-NETWORKS: Registry[type[nn.Module]] = Registry("network")
-
-
 def activation(name: str) -> nn.Module:
     """A fresh activation module by registry name."""
     return ACTIVATIONS.build(name)
 
 
-@NETWORKS.register("mlp")
 class MLP(nn.Sequential):
     """Fully connected network: ``depth`` hidden layers of width ``hidden``, then a linear output.
 

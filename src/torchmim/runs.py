@@ -18,61 +18,25 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .config import from_dict, load_config_file, save_config_file, to_dict
+from .config import apply_overrides, from_dict, load_config_file, save_config_file, to_dict
 from .data.base import DataConfig, DataSplits
 from .data.toy import GMM2DConfig
 from .environment import environment_info
 from .errors import ConfigError
+from .evaluation import EvalConfig, default_nll_samples, evaluate
 from .io import save_model
-from .metrics import evaluate
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 from .models.mlp import MLPModelConfig
 from .objectives.base import Objective
 from .objectives.mim import MIM
 from .seeding import derive_seed, seed_everything
-from .training.callbacks import Callback, CSVLogger
+from .training.callbacks import Callback, CSVLogger, LogConfig
 from .training.trainer import Trainer, TrainerConfig
 
 __all__ = ["EvalConfig", "InitConfig", "RunConfig", "RunResult", "evaluate_run", "run"]
-
-
-@dataclass
-class EvalConfig:
-    """How a trained model is measured (the paper's protocol by default).
-
-    Attributes:
-        max_points: test points used (and training points for the k-NN fit).
-        mi: estimate the mutual information with KSG (the paper does not for images).
-        ksg_k: neighbours of the KSG estimator.
-        ksg_standardize: KSG on x and z rescaled to unit variance per coordinate (see
-            ``metrics.ksg_mutual_information``; off, as in the reference code).
-        knn_k: neighbours of the k-NN classifier reported as ``knn_acc``.
-        extra_knn_k: further k reported as ``knn_acc_k<k>`` (the image tables: 1, 3, 10).
-        nll_samples: importance samples per test point for the NLL (S; default: the model's
-            ``default_nll_samples``, 1000 for the MLP models of Section 6.2, 5000 for image models).
-        nll_points: test points of the NLL (default: all ``max_points``).
-        recon_points: test points of the reconstruction error (default: all ``max_points``;
-            PixelHVAE reconstructs autoregressively, 784 decoder passes per batch).
-        nll_batch_size, nll_max_pairs: memory bounds of the NLL (test points per batch, decoder
-            evaluations at once).
-        knn_latent: classify sampled codes z ∼ q(z|x) (the reference) or posterior means.
-    """
-
-    max_points: int = 10_000
-    mi: bool = True
-    ksg_k: int = 5
-    ksg_standardize: bool = False
-    knn_k: int = 5
-    extra_knn_k: list[int] = field(default_factory=list)
-    nll_samples: int | None = None
-    nll_points: int | None = None
-    recon_points: int | None = None
-    nll_batch_size: int = 256
-    nll_max_pairs: int = 65536
-    knn_latent: Literal["sample", "mean"] = "sample"
 
 
 @dataclass
@@ -98,6 +62,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     init: InitConfig | None = None
+    log: LogConfig = field(default_factory=LogConfig)  # TensorBoard / MLflow loggers
 
     def __post_init__(self) -> None:
         if self.train.seed not in (0, self.seed):
@@ -105,8 +70,7 @@ class RunConfig:
                               "seeded by its top-level 'seed'")
         self.train = dataclasses.replace(self.train, seed=self.seed)
         if self.eval.nll_samples is None:  # written out, so a saved config says what was used
-            self.eval = dataclasses.replace(
-                self.eval, nll_samples=getattr(self.model, "default_nll_samples", 1000))
+            self.eval = dataclasses.replace(self.eval, nll_samples=default_nll_samples(self.model))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -115,8 +79,6 @@ class RunConfig:
     @classmethod
     def from_file(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
         """Load a YAML/JSON run config, applying ``key.sub=value`` overrides."""
-        from .config import apply_overrides
-
         data = load_config_file(path)
         return cls.from_dict(apply_overrides(data, overrides or []))
 
@@ -141,26 +103,9 @@ class RunResult:
 
 def evaluate_run(model: LatentVariableModel, data: DataSplits, ev: EvalConfig, *, seed: int,
                  progress: bool = False) -> dict[str, Any]:
-    """The test measures of a trained model, as ``ev`` says (shared by ``run`` and the CLI)."""
-    return evaluate(
-        model, data.test[0], data.test[1], x_train=data.train_eval[0], y_train=data.train_eval[1],
-        ksg_k=ev.ksg_k, knn_k=ev.knn_k, extra_knn_k=ev.extra_knn_k, max_points=ev.max_points,
-        nll_samples=ev.nll_samples, nll_points=ev.nll_points, recon_points=ev.recon_points,
-        nll_batch_size=ev.nll_batch_size,
-        nll_max_pairs=ev.nll_max_pairs, mi=ev.mi, ksg_standardize=ev.ksg_standardize,
-        knn_latent=ev.knn_latent, seed=seed,
-        progress=progress)
-
-
-def _first_examples(dataset: Any, n: int) -> Any:
-    """The first ``n`` observations of a Dataset of ``(x, y)`` pairs or ``x`` tensors, stacked."""
-    import torch
-
-    from .data.loading import batch_x
-
-    n = min(n, len(dataset))
-    return torch.stack([batch_x(dataset[i]) if not isinstance(dataset[i], torch.Tensor)
-                        else dataset[i] for i in range(n)])
+    """The test measures of a trained model: :func:`~torchmim.evaluation.evaluate` on the test
+    split, the k-NN fit on ``train_eval`` (kept for callers; ``evaluate`` takes the splits)."""
+    return evaluate(model, data, ev, seed=seed, progress=progress)
 
 
 def run(
@@ -185,10 +130,8 @@ def run(
         raise ConfigError(f"the model expects observations of shape {model.x_shape} but data "
                           f"{to_dict(config.data)['name']!r} has shape {data.x_shape}; set the "
                           "model's input size (e.g. model.x_dim) to match")
-    if not resume or out is None or not (out / "checkpoint.pt").exists():
-        model.initialize_from_data(_first_examples(data.train, 1000))
     train_cfg = config.train if progress is None else dataclasses.replace(config.train, progress=progress)
-    cbs = list(callbacks or [])
+    cbs = list(callbacks or []) + config.log.callbacks(out, config)  # TensorBoard, MLflow
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.yaml")
@@ -203,15 +146,15 @@ def run(
         init_seconds = stage.elapsed_seconds
         if out is not None:
             save_model(stage.model, out / "init" / "model.pt")
-    trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out)
-    if progress_desc and trainer.callbacks and hasattr(trainer.callbacks[0], "desc"):
-        trainer.callbacks[0].desc = progress_desc
+        # the main stage starts from the first stage's model: its data initialisation is done
+        train_cfg = dataclasses.replace(train_cfg, init_from_data=False)
+    trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out,
+                      progress_desc=progress_desc)
     history = trainer.fit(data.train, data.val[0], resume=resume)
     # from the histories' epoch times, so that a resumed run counts the epochs before the resume too
     train_seconds = init_seconds + trainer.elapsed_seconds
-    ev = config.eval
     start = time.perf_counter()
-    metrics = evaluate_run(trainer.model, data, ev, seed=derive_seed(config.seed, "eval"))
+    metrics = evaluate(trainer.model, data, config.eval, seed=derive_seed(config.seed, "eval"))
     metrics.update({
         "eval_seconds": time.perf_counter() - start,
         "epochs": trainer.epoch,

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..figures.sweeps import series  # re-exported: it moved to the figures that use it
 from .spec import SweepSpec
+from .tables import write_csv
 
 __all__ = ["aggregate", "series", "summarize"]
 
@@ -42,24 +44,8 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def series(summary: Sequence[dict[str, Any]], group: str, x: str, metric: str
-           ) -> dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per group value: (x values sorted, means, standard deviations) of ``metric``."""
-    out: dict[Any, list[tuple[float, float, float]]] = {}
-    for e in summary:
-        out.setdefault(e.get(group, "all"), []).append((e[x], e[f"{metric}_mean"], e[f"{metric}_std"]))
-    result = {}
-    for g, pts in out.items():
-        pts.sort(key=lambda p: p[0])
-        arr = np.array(pts, dtype=float)
-        result[g] = (arr[:, 0], arr[:, 1], arr[:, 2])
-    return result
-
-
 def summarize(rows: Sequence[dict[str, Any]], spec: SweepSpec, out_dir: Path) -> list[dict[str, Any]]:
     """Write ``summary.csv`` (grouped by every grid key except ``seed``) and return it."""
-    from .runner import write_csv
-
     by = [k for k in spec.grid if k != "seed"]
     summary = aggregate(rows, by, spec.metrics)
     write_csv(Path(out_dir) / "summary.csv", summary, first=by)

@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+import torch
+
+from ..threads import available_cores
+
 __all__ = ["Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
 
 
@@ -32,19 +36,23 @@ class SerialExecutor(Executor):
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
+    """Give a worker process its share of the cores. Runs once per worker before any cell; the
+    environment variables reach libraries that read them later (BLAS, OpenMP-using children)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
     torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 class LocalProcessExecutor(Executor):
     """``workers`` processes on this machine (spawned, so each has a clean torch runtime), each with
-    ``threads`` torch threads (default: the cores divided among the workers)."""
+    ``threads`` torch threads (default: the cores this process may use divided among the workers,
+    at least one), so that the workers together do not oversubscribe the cores. A cell's trainer
+    and evaluation use at most that many (``train.threads`` / ``eval.threads`` = ``None`` never
+    exceed the current setting; an explicit value in the cell's config wins)."""
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
         self.workers = max(1, int(workers))
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = threads or max(1, available_cores() // self.workers)
 
     def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         ctx = mp.get_context("spawn")
@@ -65,6 +73,6 @@ class LocalProcessExecutor(Executor):
 
 
 def make_executor(workers: int | None) -> Executor:
-    """Serial for one worker, local processes otherwise (default: one per core)."""
-    workers = os.cpu_count() or 1 if workers is None else workers
+    """Serial for one worker, local processes otherwise (default: one per available core)."""
+    workers = available_cores() if workers is None else workers
     return SerialExecutor() if workers <= 1 else LocalProcessExecutor(workers)

@@ -15,6 +15,11 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from ..errors import ConfigError
+from ..figures.one_d import plot_consistency_1d
+from ..figures.style import objective_label
+from ..figures.sweeps import plot_metric_curves
+from ..figures.toy import plot_toy_comparison
+from ..io import load_model
 from ..registry import Registry
 from .aggregate import aggregate
 from .spec import Cell, SweepSpec
@@ -42,8 +47,6 @@ def select_cells(cells: Sequence[Cell], select: dict[str, Any]) -> list[Cell]:
 
 
 def _load(out: Path, cell: Cell, stage: str = "final"):
-    from ..io import load_model
-
     folder = out / "cells" / cell.id
     return load_model(folder / ("init/model.pt" if stage == "init" else "model.pt"))
 
@@ -66,8 +69,6 @@ def _caption(rows: Sequence[dict[str, Any]]) -> str:
 @SWEEP_FIGURES.register("curves")
 def _curves(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
             metrics: list[str] | None = None, log_x: bool = False, title: str | None = None) -> Figure:
-    from ..figures.sweeps import plot_metric_curves
-
     if spec.x is None:
         raise ConfigError(f"sweep {spec.name}: a 'curves' figure needs the spec's x")
     by = [k for k in spec.grid if k != "seed"]
@@ -80,9 +81,6 @@ def _curves(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: S
 @SWEEP_FIGURES.register("toy_panels")
 def _toy_panels(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
                 select: dict[str, Any] | None = None, title_keys: list[str] | None = None) -> Figure:
-    from ..figures.style import objective_label
-    from ..figures.toy import plot_toy_comparison
-
     chosen = select_cells(cells, select or {})
     done = {r["cell"]: r for r in rows}
     chosen = [c for c in chosen if c.id in done]
@@ -103,8 +101,6 @@ def _toy_panels(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
 def _consistency(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: Sequence[Cell],
                  columns: list[dict[str, Any]] | None = None, x_range: list[float] | None = None,
                  z_range: list[float] | None = None) -> Figure:
-    from ..figures.one_d import plot_consistency_1d
-
     done = {r["cell"] for r in rows}
     cols = []
     for col in columns or []:

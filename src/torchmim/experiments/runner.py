@@ -16,10 +16,7 @@ interrupted sweep continues where it stopped.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,71 +24,18 @@ from typing import Any
 
 from ..config import to_dict
 from ..errors import ConfigError, TorchMIMError
+from ..runs import RunConfig, run
+from .aggregate import summarize
 from .executors import Executor, make_executor
+from .figures import draw_sweep_figures
 from .spec import Cell, SweepSpec, expand
+from .tables import atomic_write_text, flatten, read_csv, write_csv
 
 __all__ = ["SweepResult", "flatten", "read_csv", "run_cell", "run_sweep", "write_csv"]
 
-METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "knn_acc", "posterior_var", "active_units",
+METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "recon_error", "recon_mean_rmse", "knn_acc", "posterior_var", "active_units",
                   "epochs", "best_epoch", "best_val_loss", "train_seconds", "eval_seconds", "n_test", "n_train",
                   "ksg_k", "knn_k", "nll_samples"]
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts → one level with dotted keys; lists become JSON strings."""
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple, dict)):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], first: list[str] | None = None) -> None:
-    """Write rows (dicts) to CSV atomically; columns in ``first`` lead, the rest in first-seen order."""
-    columns: list[str] = []
-    for c in (first or []):
-        if any(c in r for r in rows) and c not in columns:
-            columns.append(c)
-    for r in rows:
-        columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic_write_text(path, buf.getvalue())
-
-
-def _parse(value: str) -> Any:
-    if value == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if value in ("True", "False"):
-        return value == "True"
-    return value
-
-
-def read_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a results table, with numbers parsed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no results table at {path}")
-    with path.open(newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _row(cell: Cell, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +55,6 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     Returns ``{"id", "metrics"}`` or ``{"id", "error"}``; never raises for a torchmim error, so one
     diverged cell does not stop the sweep. A worker-process entry point: plain data in and out.
     """
-    from ..runs import run
-
     cell = Cell.from_payload(payload)
     out = Path(payload["root"]) / "cells" / cell.id
     try:
@@ -128,8 +70,6 @@ def _finished_metrics(cell: Cell, root: Path) -> dict[str, Any] | None:
     if not metrics_file.is_file():
         return None
     if config_file.is_file():
-        from ..runs import RunConfig
-
         if RunConfig.from_file(config_file).to_dict() != cell.config.to_dict():
             raise ConfigError(
                 f"{folder} holds a finished run with a different config than cell {cell.id} of "
@@ -190,9 +130,6 @@ def run_sweep(
     figures: bool = True,
 ) -> SweepResult:
     """Run every unfinished cell of ``spec`` and write results, summary and figures to ``out_dir``."""
-    from .aggregate import summarize
-    from .figures import draw_sweep_figures
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cells = expand(spec)
@@ -206,7 +143,7 @@ def run_sweep(
     state.update({"name": spec.name, "mode": mode, "spec": to_dict(spec),
                   "cells_definition": spec.cells_definition(), "cells": len(cells)})
     state.setdefault("wall_seconds", 0.0)
-    _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+    atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
 
     metrics: dict[str, dict[str, Any]] = {}
     todo = []
@@ -224,7 +161,7 @@ def run_sweep(
 
     def save_tables() -> None:
         write_csv(out / "results.csv", rows(), first=["cell", "objective", "seed", *spec.grid])
-        _atomic_write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
+        atomic_write_text(out / "failures.json", json.dumps(failures, indent=2) + "\n")
 
     start = time.perf_counter()
     bar = None
@@ -236,7 +173,7 @@ def run_sweep(
     executor = executor or make_executor(workers)
     payloads = [{**c.to_payload(), "root": str(out.resolve())} for c in todo]
     try:
-        for payload, result in executor.map(run_cell, payloads):
+        for _payload, result in executor.map(run_cell, payloads):
             if "error" in result:
                 failures[result["id"]] = result["error"]
             else:
@@ -251,7 +188,7 @@ def run_sweep(
         state["wall_seconds"] = state.get("wall_seconds", 0.0) + (time.perf_counter() - start)
         state["finished"] = len(metrics)
         state["failed"] = len(failures)
-        _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+        atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
     save_tables()
     result_rows = rows()
     if result_rows:
@@ -259,7 +196,7 @@ def run_sweep(
         if figures:
             _, skipped = draw_sweep_figures(spec, out, result_rows, cells)
             state["skipped_figures"] = skipped
-            _atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+            atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
     return SweepResult(spec, out, result_rows, failures, cells)
 
 

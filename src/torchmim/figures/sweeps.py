@@ -7,20 +7,39 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 from .style import objective_color, objective_label
 
-__all__ = ["METRIC_TITLES", "plot_metric_curves"]
+__all__ = ["METRIC_TITLES", "plot_metric_curves", "series"]
 
 METRIC_TITLES = {
     "mi": "mutual information (KSG, nats) ↑",
     "nll": "test NLL (nats) ↓",
-    "recon_rmse": "reconstruction error ↓",
+    # the paper's "RMSE" is a mean norm with sampled reconstructions; recon_rmse is its old key
+    "recon_rmse": "reconstruction error, mean ‖x − x̃‖ ↓",
+    "recon_error": "reconstruction error, mean ‖x − x̃‖ ↓",
+    "recon_mean_rmse": "reconstruction RMSE (means) ↓",
     "knn_acc": "5-NN accuracy ↑",
     "posterior_var": "mean posterior variance",
     "active_units": "active units",
 }
+
+
+def series(summary: Sequence[dict[str, Any]], group: str, x: str, metric: str
+           ) -> dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per group value: (x values sorted, means, standard deviations) of ``metric``, from the rows
+    of a summary table (``<metric>_mean``, ``<metric>_std``)."""
+    out: dict[Any, list[tuple[float, float, float]]] = {}
+    for e in summary:
+        out.setdefault(e.get(group, "all"), []).append((e[x], e[f"{metric}_mean"], e[f"{metric}_std"]))
+    result = {}
+    for g, pts in out.items():
+        pts.sort(key=lambda p: p[0])
+        arr = np.array(pts, dtype=float)
+        result[g] = (arr[:, 0], arr[:, 1], arr[:, 2])
+    return result
 
 
 def plot_metric_curves(
@@ -35,8 +54,6 @@ def plot_metric_curves(
     log_x: bool = False,
 ) -> Figure:
     """One panel per metric: mean ± 1 std over seeds against ``x``, one line per ``group`` value."""
-    from ..experiments.aggregate import series
-
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for g, (xs, mean, std) in series(summary, group, x, metric).items():

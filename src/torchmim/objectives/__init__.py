@@ -8,6 +8,7 @@ from .base import (
     draw,
     encoder_path,
     path_loss,
+    two_path_loss,
 )
 from .baselines import AE, VAE
 from .cross_entropy import CE, ce_per_sample
@@ -33,6 +34,7 @@ __all__ = [
     "mim_loss",
     "mim_per_sample",
     "path_loss",
+    "two_path_loss",
 ]
 
 

@@ -17,6 +17,7 @@ batch-mean baseline, which keeps the estimator unbiased and the reported loss va
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +36,7 @@ __all__ = [
     "draw",
     "encoder_path",
     "path_loss",
+    "two_path_loss",
 ]
 
 #: Objectives by name: ``mim``, ``amim``, ``vae``, ``ae``, ``ce`` and the Appendix D variants.
@@ -119,3 +121,29 @@ def path_loss(per_sample: Tensor, score_log_prob: Tensor | None = None) -> Tenso
     n = f.shape[0]
     baseline = (f.sum() - f) / (n - 1) if n > 1 else torch.zeros_like(f)
     return loss + ((f - baseline) * (score_log_prob - score_log_prob.detach())).mean()
+
+
+def two_path_loss(
+    model: LatentVariableModel, x: Tensor, per_sample_fn: Callable[[JointTerms], Tensor], *,
+    symmetric: bool = True,
+) -> ObjectiveOutput:
+    """The loss of an objective over the anchored sample set D = D_enc ∪ D_dec (Eq. 15, Alg. 1):
+
+        L̂ = ½ ( mean_{D_enc} f + mean_{D_dec} f ),   f = ``per_sample_fn(terms)``,
+
+    with D_enc = {x ∼ P(x) (the batch), z ∼ q(z|x)} and D_dec = {z ∼ P(z), x ∼ p(x|z)}, one decoder
+    sample per anchor x; ``symmetric=False`` keeps D_enc only (A-MIM). Each path's mean gets the
+    REINFORCE surrogate of :func:`path_loss` where its sample was not reparameterised.
+
+    MIM, CE and MIM − H differ only in f, so this is the one place where the sample set is built:
+    p(z) once for both paths (a VampPrior runs the encoder on its pseudo-inputs to build it).
+    """
+    pz = model.prior()
+    enc, enc_score = encoder_path(model, x, pz=pz)
+    losses = [path_loss(per_sample_fn(enc), enc_score)]
+    terms = {"encoder": enc}
+    if symmetric:
+        dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
+        losses.append(path_loss(per_sample_fn(dec), dec_score))
+        terms["decoder"] = dec
+    return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)

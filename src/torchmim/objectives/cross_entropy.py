@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, encoder_path, path_loss
+from .base import OBJECTIVES, Objective, ObjectiveOutput, two_path_loss
 
 __all__ = ["CE", "ce_per_sample"]
 
@@ -35,12 +35,4 @@ class CE(Objective):
     symmetric: bool = True
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
-        pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
-        enc, enc_score = encoder_path(model, x, pz=pz)
-        losses = [path_loss(ce_per_sample(enc), enc_score)]
-        terms = {"encoder": enc}
-        if self.symmetric:
-            dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
-            losses.append(path_loss(ce_per_sample(dec), dec_score))
-            terms["decoder"] = dec
-        return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)
+        return two_path_loss(model, x, ce_per_sample, symmetric=self.symmetric)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from ..models.latent_variable_model import LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, encoder_path, path_loss
+from .base import OBJECTIVES, Objective, ObjectiveOutput, encoder_path, path_loss, two_path_loss
 from .cross_entropy import ce_per_sample
 from .mim import mim_per_sample
 
@@ -55,12 +54,5 @@ class MIMMinusEntropy(Objective):
     decoder_path_min_beta: float = 1.0
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
-        pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
-        enc, enc_score = encoder_path(model, x, pz=pz)
-        losses = [path_loss(mim_per_sample(enc, beta) - ce_per_sample(enc), enc_score)]
-        terms = {"encoder": enc}
-        if beta >= self.decoder_path_min_beta:
-            dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
-            losses.append(path_loss(mim_per_sample(dec, beta) - ce_per_sample(dec), dec_score))
-            terms["decoder"] = dec
-        return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)
+        return two_path_loss(model, x, lambda t: mim_per_sample(t, beta) - ce_per_sample(t),
+                             symmetric=beta >= self.decoder_path_min_beta)

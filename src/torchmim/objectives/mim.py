@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, decoder_path, encoder_path, path_loss
+from .base import OBJECTIVES, Objective, ObjectiveOutput, two_path_loss
 
 __all__ = ["AMIM", "MIM", "mim_loss", "mim_per_sample"]
 
@@ -34,15 +33,7 @@ def mim_loss(
     sample per anchor x. With the marginal q(x) of Eq. (16), log q(x) is estimated per path as in
     Algorithm 2, and L̂ equals its line 13. ``symmetric=False`` drops D_dec (A-MIM).
     """
-    pz = model.prior()  # built once for both paths (a VampPrior runs the encoder to build it)
-    enc, enc_score = encoder_path(model, x, pz=pz)
-    losses = [path_loss(mim_per_sample(enc, beta), enc_score)]
-    terms = {"encoder": enc}
-    if symmetric:
-        dec, dec_score = decoder_path(model, x.shape[0], pz=pz)
-        losses.append(path_loss(mim_per_sample(dec, beta), dec_score))
-        terms["decoder"] = dec
-    return ObjectiveOutput(loss=torch.stack(losses).mean(), terms=terms)
+    return two_path_loss(model, x, lambda terms: mim_per_sample(terms, beta), symmetric=symmetric)
 
 
 @OBJECTIVES.register("mim")

@@ -6,7 +6,10 @@ Protocol (Section 6, and the reference code described in ``specs/toy-data.md``):
 * β warm-up (Eq. 18) and learning-rate warm-up ([37]) over ``warmup_epochs``, both stepped per epoch;
 * the validation loss is always taken at β = 1; the best model is the one with the lowest validation
   loss once β = 1, and training stops when it has not improved for more than ``patience`` epochs
-  (default: the warm-up length, the paper's rule); the best model is restored at the end;
+  (default: the warm-up length, the paper's rule) — but not before ``min_steps`` gradient steps, so
+  that a small data set (one batch per epoch) still trains; the best model is restored at the end;
+* a fresh fit first calls ``model.initialize_from_data`` on the first training examples (VampPrior
+  pseudo-inputs); a resumed fit does not;
 * every epoch is seeded from (seed, epoch), so a run resumed from a checkpoint reproduces the
   uninterrupted run exactly.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +31,22 @@ from torch.utils.data import DataLoader
 
 from ..config import to_dict
 from ..data.loading import as_dataloader, batch_x, check_finite
+from ..distributions.priors import Prior
 from ..errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
-from ..io import CHECKPOINT_FORMAT, atomic_save, safe_load
+from ..io import CHECKPOINT_FORMAT, atomic_save, checkpoint_to_dict, read_checkpoint
 from ..models.latent_variable_model import LatentVariableModel
 from ..objectives.base import Objective
 from ..schedules import beta_warmup, lr_warmup_factor
 from ..seeding import derive_seed, seed_everything
+from ..threads import resolve_threads, torch_threads
 from .callbacks import Callback, ProgressBar
 
-__all__ = ["CHECKPOINT_FORMAT", "Trainer", "TrainerConfig", "fit"]
+__all__ = ["CHECKPOINT_FORMAT", "INIT_EXAMPLES", "Trainer", "TrainerConfig", "fit"]
+
+#: How many training examples a fresh fit passes to ``model.initialize_from_data``.
+INIT_EXAMPLES = 1000
+#: A run that early stopping ends before this many gradient steps gets a warning saying so.
+FEW_STEPS = 1000
 
 
 @dataclass
@@ -52,6 +63,14 @@ class TrainerConfig:
         patience: stop after more than this many epochs without improvement at β = 1
             (``None``: ``warmup_epochs``, the paper's rule).
         early_stopping: turn early stopping off to train all ``epochs`` (the best model is still kept).
+        min_steps: early stopping may not end a run before it has made this many gradient steps
+            (over all epochs, warm-up included); the run continues, still keeping the best model.
+            ``patience`` counts epochs, so without this floor a data set of 124 rows (one batch per
+            epoch) would stop after a dozen steps. The default, 200, cannot change a run of the
+            paper's protocol: with warm-up 3 and patience 3 the earliest stop is after 7 epochs,
+            which is ≥ 200 steps from 29 batches per epoch on (3,700 points at batch 128; the toy
+            sweeps use 4,000-10,000, 32-79 batches). When early stopping ends a run before 1,000
+            steps, a warning says so (raise ``min_steps`` or ``patience`` if it was too soon).
         max_seconds: optional wall-clock budget for training: no new epoch starts once the epochs so
             far (their ``seconds`` in the history, epochs before a resume included) add up to this
             many seconds. The epoch that crosses it finishes and is checkpointed, so a resume with a
@@ -65,6 +84,15 @@ class TrainerConfig:
         checkpoint_every: write ``checkpoint.pt`` every this many epochs (needs an output folder).
         num_workers: DataLoader workers for array/Dataset inputs.
         progress: show a progress bar.
+        init_from_data: a fresh fit (no checkpoint loaded) first calls
+            ``model.initialize_from_data`` with the first up-to-1000 training examples, under a seed
+            derived from ``seed`` (VampPrior pseudo-inputs start as training images, Appendix C);
+            a resumed fit never does. Off: the model is trained as it is given.
+        threads: torch CPU threads during ``fit`` (set with ``torch.set_num_threads`` and restored
+            afterwards). ``None``: one thread for models under 100k parameters or on a busy
+            machine, else up to 4 (the idle cores, at most ``torch.get_num_threads()``) — the toy
+            models run up to 10× slower with 2 threads than with 1 on a shared 2-core machine
+            (measurements and the rule in :mod:`torchmim.threads`).
     """
 
     epochs: int = 200
@@ -75,6 +103,7 @@ class TrainerConfig:
     lr_schedule: Literal["warmup", "constant"] = "warmup"
     patience: int | None = None
     early_stopping: bool = True
+    min_steps: int = 200
     max_seconds: float | None = None
     normalize_grads: bool = False
     grad_clip: float | None = None
@@ -83,6 +112,8 @@ class TrainerConfig:
     checkpoint_every: int = 1
     num_workers: int = 0
     progress: bool = True
+    init_from_data: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
@@ -94,6 +125,10 @@ class TrainerConfig:
             raise ConfigError("train.warmup_epochs and train.patience must be >= 0")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"train.max_seconds must be positive or null, got {self.max_seconds}")
+        if self.min_steps < 0:
+            raise ConfigError(f"train.min_steps must be >= 0, got {self.min_steps}")
+        if self.threads is not None:
+            resolve_threads(self.threads, None, where="train.threads")
 
     @property
     def effective_patience(self) -> int:
@@ -116,9 +151,18 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Fits a :class:`~torchmim.models.LatentVariableModel` with an :class:`~torchmim.objectives.Objective`.
 
-    >>> trainer = Trainer(model, MIM(), TrainerConfig(epochs=50), out_dir="runs/mim")
-    >>> history = trainer.fit(x_train, x_val)          # arrays, Datasets or DataLoaders
-    >>> trainer.fit(x_train, x_val, resume=True)       # continue from runs/mim/checkpoint.pt
+    >>> import torchmim as tm
+    >>> x_train, _ = tm.paper_2d_mixture().sample(1024, seed=0)
+    >>> model = tm.MLPModelConfig(hidden=8).build()
+    >>> trainer = Trainer(model, tm.MIM(), TrainerConfig(epochs=4, warmup_epochs=3, progress=False))
+    >>> history = trainer.fit(x_train)       # arrays, tensors, (x, y) tuples, Datasets, DataLoaders
+    >>> [round(row["beta"], 2) for row in history]   # β warm-up (Eq. 18), then β = 1
+    [0.33, 0.67, 1.0, 1.0]
+    >>> trainer.best_epoch in (3, 4)                  # the best model is chosen once β = 1
+    True
+
+    With ``out_dir``, every epoch is checkpointed and ``fit(..., resume=True)`` continues from
+    ``out_dir/checkpoint.pt``.
 
     Args:
         model: the model; moved to ``config.device``.
@@ -127,6 +171,7 @@ class Trainer:
         callbacks: extra :class:`~torchmim.training.callbacks.Callback` objects (a progress bar is
             added when ``config.progress``).
         out_dir: folder for ``checkpoint.pt``; ``None`` writes no checkpoints.
+        progress_desc: the progress bar's label (default: the objective's name).
     """
 
     def __init__(
@@ -137,6 +182,7 @@ class Trainer:
         *,
         callbacks: Sequence[Callback] = (),
         out_dir: str | Path | None = None,
+        progress_desc: str | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
         self.device = resolve_device(self.config.device)
@@ -144,7 +190,7 @@ class Trainer:
         self.objective = objective
         self.callbacks = list(callbacks)
         if self.config.progress and not any(isinstance(c, ProgressBar) for c in self.callbacks):
-            self.callbacks.insert(0, ProgressBar(desc=objective.name))
+            self.callbacks.insert(0, ProgressBar(desc=progress_desc or objective.name))
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.epoch = 0  # last finished epoch
@@ -154,6 +200,8 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self.bad_epochs = 0
         self.stopped_early = False
+        self.steps = 0  # gradient steps so far (resumed epochs included)
+        self.initialized_from_data = False
         self.batches_per_epoch: int | None = None
         self._generator = torch.Generator()
 
@@ -164,23 +212,11 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: weights, optimiser, best model, counters, history."""
-        cfg = self.model.config
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": 1,
-            "epoch": self.epoch,
-            "model_config": None if cfg is None else to_dict(cfg),
-            "model_state": self.model.state_dict(),
-            "best_state": self.best_state,
-            "optimizer": self.optimizer.state_dict(),
-            "best_val": self.best_val,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-            "stopped_early": self.stopped_early,
-            "history": self.history,
-            "objective": to_dict(self.objective),
-            "trainer": to_dict(self.config),
-        }
+        return checkpoint_to_dict(
+            self.model, epoch=self.epoch, optimizer=self.optimizer.state_dict(),
+            best_state=self.best_state, best_val=self.best_val, best_epoch=self.best_epoch,
+            bad_epochs=self.bad_epochs, stopped_early=self.stopped_early, history=self.history,
+            objective=to_dict(self.objective), trainer=to_dict(self.config))
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the checkpoint atomically (to ``out_dir/checkpoint.pt`` by default)."""
@@ -192,17 +228,15 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the state written by :meth:`save_checkpoint`."""
-        ckpt = safe_load(path, what="checkpoint", map_location=self.device)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not a torchmim training checkpoint")
-        saved_objective = ckpt.get("objective", {})
+        ckpt = read_checkpoint(path, map_location=self.device)
+        saved_objective = ckpt["objective"]
         if saved_objective != to_dict(self.objective):
             raise CheckpointError(f"{path} was written by objective {saved_objective}, but this "
                                   f"trainer runs {to_dict(self.objective)}")
         try:
             self.model.load_state_dict(ckpt["model_state"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path} does not match this model: {str(e).splitlines()[0]}") from None
         self.epoch = int(ckpt["epoch"])
         self.best_state = ckpt["best_state"]
@@ -211,6 +245,7 @@ class Trainer:
         self.bad_epochs = int(ckpt["bad_epochs"])
         self.stopped_early = bool(ckpt["stopped_early"])
         self.history = list(ckpt["history"])
+        self.steps = int(self.history[-1].get("steps", 0)) if self.history else 0
 
     # ------------------------------------------------------------------ data
     def _loader(self, data: Any, *, train: bool, name: str) -> tuple[DataLoader, bool]:
@@ -280,6 +315,7 @@ class Trainer:
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
+            self.steps += 1
             logs = out.scalars()
             n = x.shape[0]
             count += n
@@ -303,28 +339,62 @@ class Trainer:
                 from that checkpoint (which must exist).
         """
         cfg = self.config
+        threads = resolve_threads(cfg.threads, self.model, where="train.threads")
+        loaded = False
         if resume:
             path = self.checkpoint_path if resume is True else Path(resume)
             if path is None:
                 raise ConfigError("resume=True needs the Trainer's out_dir")
             if resume is not True or path.exists():
                 self.load_checkpoint(path)
+                loaded = True
         train_loader, train_checked = self._loader(train_data, train=True, name="training data")
         try:
             self.batches_per_epoch = len(train_loader)
         except TypeError:
             self.batches_per_epoch = None
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
-        try:
-            while self.epoch < cfg.epochs and not self.stopped_early and not self.out_of_time:
-                self._run_epoch(self.epoch + 1, train_loader, train_checked, val_data)
-        finally:
+        if loaded and self.history and "steps" not in self.history[-1]:  # an older checkpoint
+            self.steps = self.epoch * (self.batches_per_epoch or 0)
+        with torch_threads(threads):
+            if (cfg.init_from_data and not loaded and self.epoch == 0
+                    and not self.initialized_from_data):
+                self.initialize_from_data(train_data)
             for cb in self.callbacks:
-                cb.on_fit_end(self)
+                cb.on_fit_start(self)
+            try:
+                while self.epoch < cfg.epochs and not self.stopped_early and not self.out_of_time:
+                    self._run_epoch(self.epoch + 1, train_loader, train_checked, val_data)
+            finally:
+                for cb in self.callbacks:
+                    cb.on_fit_end(self)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+    def initialize_from_data(self, train_data: Any) -> None:
+        """``model.initialize_from_data`` with the first up-to-:data:`INIT_EXAMPLES` training
+        examples (in data order, not shuffled), seeded from ``config.seed``; called once by a fresh
+        :meth:`fit`. Nothing is read when no part of the model defines the hook."""
+        self.initialized_from_data = True
+        if not _has_data_init(self.model):
+            return
+        if isinstance(train_data, DataLoader):
+            loader, checked = train_data, False
+        else:
+            loader, checked = as_dataloader(train_data, batch_size=INIT_EXAMPLES, shuffle=False,
+                                            name="training data")
+        seed_everything(derive_seed(self.config.seed, "init_examples"))  # a shuffling loader
+        parts, count = [], 0
+        for step, batch in enumerate(loader):
+            x = self._prepare(batch, checked, "training data", step)
+            parts.append(x[: INIT_EXAMPLES - count])
+            count += parts[-1].shape[0]
+            if count >= INIT_EXAMPLES:
+                break
+        if not parts:
+            raise DataError("the training data produced no batches")
+        seed_everything(derive_seed(self.config.seed, "init_from_data"))
+        self.model.initialize_from_data(torch.cat(parts))
 
     @property
     def elapsed_seconds(self) -> float:
@@ -365,11 +435,21 @@ class Trainer:
                 improved = True
             else:
                 self.bad_epochs += 1
-            if cfg.early_stopping and self.bad_epochs > cfg.effective_patience:
+            if (cfg.early_stopping and self.bad_epochs > cfg.effective_patience
+                    and self.steps >= cfg.min_steps):
                 self.stopped_early = True
+                if self.steps < FEW_STEPS:
+                    warnings.warn(
+                        f"early stopping ended training at epoch {epoch} after only {self.steps} "
+                        f"gradient steps ({self.steps // epoch} per epoch): the validation loss at "
+                        f"β = 1 did not improve for {self.bad_epochs} epochs (patience "
+                        f"{cfg.effective_patience}); if the model is under-trained, raise "
+                        "train.min_steps or train.patience, or set train.early_stopping=false",
+                        UserWarning, stacklevel=2)
         self.epoch = epoch
         logs = {"epoch": epoch, "beta": beta, "lr": lr, "train_loss": train_logs.pop("loss"),
-                "val_loss": val_loss, "best": improved, "seconds": time.perf_counter() - start}
+                "val_loss": val_loss, "best": improved, "steps": self.steps,
+                "seconds": time.perf_counter() - start}
         logs.update({f"train/{k}": v for k, v in train_logs.items()})
         self.history.append(logs)
         if self.checkpoint_path is not None and (epoch % cfg.checkpoint_every == 0 or
@@ -378,6 +458,14 @@ class Trainer:
             self.save_checkpoint()
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, logs)
+
+
+def _has_data_init(model: LatentVariableModel) -> bool:
+    """Whether ``model.initialize_from_data`` would do anything: the model or one of its modules
+    has a hook other than the do-nothing defaults (so that a model without one reads no data)."""
+    no_ops = {LatentVariableModel.initialize_from_data, Prior.initialize_from_data}
+    return any(getattr(type(m), "initialize_from_data", None) not in (None, *no_ops)
+               for m in model.modules())
 
 
 def fit(
@@ -390,7 +478,9 @@ def fit(
     callbacks: Iterable[Callback] = (),
     out_dir: str | Path | None = None,
     resume: bool | str | Path = False,
+    progress_desc: str | None = None,
 ) -> list[dict[str, Any]]:
     """Functional shortcut for ``Trainer(model, objective, config, ...).fit(train_data, val_data)``."""
-    trainer = Trainer(model, objective, config, callbacks=list(callbacks), out_dir=out_dir)
+    trainer = Trainer(model, objective, config, callbacks=list(callbacks), out_dir=out_dir,
+                      progress_desc=progress_desc)
     return trainer.fit(train_data, val_data, resume=resume)
