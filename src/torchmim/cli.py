@@ -92,7 +92,7 @@ def demo(out_dir: Path, widths: tuple[int, ...], epochs: int, seed: int, nll_sam
         f"{obj.upper()}: MI {metrics[obj]['mi']:.2f}, NLL {metrics[obj]['nll']:.3f}, "
         f"recon {metrics[obj]['recon_rmse']:.3f}, 5-NN {metrics[obj]['knn_acc']:.3f}"
         for obj in ("mim", "vae")))
-    click.echo(f"report: {out_dir / 'report.md'}")
+    click.echo(f"report: {out_dir / 'report.md'} (an HTML page: torchmim report {out_dir})")
 
 
 @main.command()
@@ -102,16 +102,24 @@ def demo(out_dir: Path, widths: tuple[int, ...], epochs: int, seed: int, nll_sam
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config entry, e.g. -s model.hidden=500 -s objective.name=vae.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--tensorboard", "tensorboard_dir", metavar="DIR", default=None,
+              help="Also log scalars per epoch to TensorBoard in DIR (needs tensorboard; "
+              "-s log.tensorboard=true logs into OUT/tensorboard).")
+@click.option("--mlflow", is_flag=True, help="Also log the config and metrics to an MLflow run "
+              "(needs mlflow; -s log.mlflow_experiment=NAME picks the experiment).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_friendly
 def train(config_file: Path | None, out_dir: Path | None, overrides: tuple[str, ...], resume: bool,
-          progress: bool) -> None:
+          tensorboard_dir: str | None, mlflow: bool, progress: bool) -> None:
     """Train and evaluate one model from a YAML/JSON CONFIG_FILE (defaults: MIM on the 2D data)."""
     from .config import apply_overrides, load_config_file
     from .runs import RunConfig, run
 
     data = load_config_file(config_file) if config_file is not None else {}
+    overrides = overrides + ((f"log.tensorboard={json.dumps(tensorboard_dir)}",)
+                             if tensorboard_dir else ()) + (("log.mlflow=true",) if mlflow else ())
     config = RunConfig.from_dict(apply_overrides(data, overrides))
+    config.log.require()  # a missing tensorboard/mlflow: one line now, not after loading the data
     if out_dir is None:
         d = config.to_dict()
         out_dir = Path("runs") / f"{d['objective']['name']}-{d['model']['name']}-seed{config.seed}"
@@ -183,14 +191,10 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
     sweep resumes it. Writes results.csv, summary.csv and the figures into the output folder.
     """
     from .errors import ConfigError
-    from .experiments import EXPERIMENTS, expand, get_sweep, run_sweep
+    from .experiments import expand, get_sweep, run_sweep
 
     if list_:
-        for key in EXPERIMENTS.names():
-            spec = EXPERIMENTS.get(key)()
-            cells = len(expand(spec))
-            presets = f" (presets: {', '.join(spec.presets)})" if spec.presets else ""
-            click.echo(f"{key:14s} {cells:4d} cells{presets}  {spec.description[:60]}…")
+        _list_sweeps()
         return
     if name is None:
         raise ConfigError("name a sweep (see `torchmim sweep --list`) or a sweep YAML file")
@@ -205,6 +209,8 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
         restrict[key.strip()] = [_yaml_scalar(v) for v in values.split(",")]
     spec = get_sweep(name).resolved(preset=preset, overrides=list(overrides), seeds=seeds,
                                     epochs=epochs, only=restrict)
+    for cell in expand(spec)[:1]:  # -s log.tensorboard=true without tensorboard: one line now
+        cell.config.log.require()
     out_dir = out_dir or Path("results") / (spec.name + (f"-{preset}" if preset else ""))
     result = run_sweep(spec, out_dir, workers=workers, progress=progress, mode=preset or "full")
     click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
@@ -215,6 +221,27 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
         click.echo(f"figure {file} not drawn: {why}")
     if result.failures:
         sys.exit(1)
+
+
+def _list_sweeps() -> None:
+    """One header line per sweep (cells, presets, aliases), then its description wrapped at words."""
+    import shutil
+    import textwrap
+
+    from .experiments import EXPERIMENTS, expand, sweep_names
+
+    width = min(100, shutil.get_terminal_size((100, 24)).columns)
+    for key, aliases in sweep_names().items():
+        spec = EXPERIMENTS.get(key)()
+        head = f"{key:14s} {len(expand(spec)):4d} cells"
+        if spec.presets:
+            head += f"  presets: {', '.join(spec.presets)}"
+        if aliases:
+            head += f"  (aliases: {', '.join(aliases)})"
+        click.echo(head)
+        click.echo(textwrap.fill(spec.description, width=width, initial_indent="    ",
+                                 subsequent_indent="    ", break_long_words=False,
+                                 break_on_hyphens=False))
 
 
 @main.command()

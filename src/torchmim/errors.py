@@ -4,6 +4,9 @@ Every error the library raises on bad input derives from :class:`TorchMIMError`,
 (and users) can catch them and print one clear line instead of a stack trace. The subclasses also
 derive from the matching built-in exception (``ValueError``, ``KeyError``, ...) so that generic
 ``except ValueError`` code keeps working.
+
+This module imports nothing but the standard library's ``__future__``: the CLI imports it at start-up,
+and ``torchmim --help`` must not wait for torch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "MissingDependencyError",
     "TorchMIMError",
     "TrainingDivergedError",
 ]
@@ -31,6 +35,11 @@ class DataError(TorchMIMError, ValueError):
 
 class CheckpointError(TorchMIMError, OSError):
     """A checkpoint or saved model is missing, truncated, corrupt or of an unknown format."""
+
+
+class MissingDependencyError(TorchMIMError, ImportError):
+    """An optional package (tensorboard, mlflow) that the configuration asks for is not installed;
+    the message names the ``pip install`` command."""
 
 
 class TrainingDivergedError(TorchMIMError, RuntimeError):

@@ -12,9 +12,10 @@ from .executors import Executor, LocalProcessExecutor, SerialExecutor, make_exec
 from .runner import SweepResult, read_csv, run_cell, run_sweep
 from .spec import Cell, FigureSpec, SweepSpec, expand, load_sweep_file
 
-__all__ = ["EXPERIMENTS", "Cell", "Executor", "FigureSpec", "LocalProcessExecutor",
+__all__ = ["EXPERIMENTS", "SWEEP_ALIASES", "Cell", "Executor", "FigureSpec", "LocalProcessExecutor",
            "SerialExecutor", "SweepResult", "SweepSpec", "aggregate", "expand", "get_sweep",
-           "load_sweep_file", "make_executor", "read_csv", "run_cell", "run_sweep", "summarize"]
+           "load_sweep_file", "make_executor", "read_csv", "run_cell", "run_sweep", "summarize",
+           "sweep_names"]
 
 #: Named sweeps (``torchmim sweep NAME``); each entry returns a :class:`SweepSpec`.
 EXPERIMENTS: Registry[Callable[[], SweepSpec]] = Registry("experiment")
@@ -26,8 +27,19 @@ EXPERIMENTS.register("appendix-d2", paper.appendix_d2)
 EXPERIMENTS.register("appendix-d3", paper.appendix_d3)
 EXPERIMENTS.register("appendix-d4", paper.appendix_d4)
 EXPERIMENTS.register("image-tables", images.image_tables)
-EXPERIMENTS.register("table1", images.image_tables)  # both tables come from the same runs
-EXPERIMENTS.register("table2", images.image_tables)
+
+#: Other names of a sweep (alias → its name): both image tables come from the same runs.
+SWEEP_ALIASES: dict[str, str] = {"table1": "image-tables", "table2": "image-tables"}
+for _alias, _name in SWEEP_ALIASES.items():
+    EXPERIMENTS.alias(_alias, _name)  # get() resolves it; names() lists only "image-tables"
+
+
+def sweep_names() -> dict[str, list[str]]:
+    """Each named sweep (``torchmim sweep --list``) → its aliases, without listing an alias twice."""
+    out: dict[str, list[str]] = {k: [] for k in EXPERIMENTS.names()}
+    for alias, name in sorted(SWEEP_ALIASES.items()):
+        out[name].append(alias)
+    return out
 
 
 def get_sweep(name_or_file: str | Path) -> SweepSpec:

@@ -132,24 +132,69 @@ def plot_toy_comparison(
     return fig
 
 
+def _robust_ylim(values: np.ndarray) -> tuple[float, float]:
+    """A y-range that shows every curve's shape: from the lowest value to a little above the 95th
+    percentile, so that one spike (an early epoch, a bad step) does not squash the rest."""
+    lo, top = float(values.min()), float(values.max())
+    q95 = float(np.percentile(values, 95))
+    hi = min(top, q95 + 0.25 * (q95 - lo))
+    pad = 0.06 * max(hi - lo, 1e-6)
+    return lo - pad, hi + pad
+
+
 def plot_training_curves(runs: Sequence[dict[str, Any]]) -> Figure:
-    """Validation loss (at β = 1) per epoch for each run; the best epoch marked."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    """Validation loss (at β = 1) per epoch: one panel per objective (MIM's and VAE's losses are
+    different quantities on different scales), one colour per model (``width``, else ``label``).
+
+    ``runs``: dicts with ``history`` (the trainer's per-epoch dicts), ``objective``, ``label`` and
+    optionally ``width``. The best validation epoch is marked with a dot; epochs of the β warm-up are
+    shaded; the y-range is robust (values above it are drawn as triangles on the top edge).
+    """
+    from .style import objective_label
+
+    panels: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        hist = r["history"]
-        epochs = [h["epoch"] for h in hist]
-        val = [h["val_loss"] for h in hist]
-        color = objective_color(r.get("objective", ""))
-        ls = r.get("linestyle", "-")
-        ax.plot(epochs, val, ls, color=color, lw=1.2, label=r["label"])
-        best = [h for h in hist if h.get("best")]
-        if best:
-            ax.plot(best[-1]["epoch"], best[-1]["val_loss"], "o", color=color, ms=4)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation loss (β = 1)")
-    ax.set_title("training curves (dots: best validation epoch)", fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
+        panels.setdefault(str(r.get("objective", "")), []).append(r)
+    keys = list(dict.fromkeys(r.get("width", r["label"]) for r in runs))
+    palette = plt.get_cmap("Dark2").colors  # no red or blue: those mean VAE and MIM elsewhere
+    colors = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 3.7), squeeze=False)
+    for ax, (obj, members) in zip(axes[0], panels.items()):
+        finite = [h["val_loss"] for r in members for h in r["history"]
+                  if isinstance(h.get("val_loss"), (int, float)) and np.isfinite(h["val_loss"])]
+        if not finite:
+            ax.set_title(objective_label(obj) or "?", color=objective_color(obj))
+            continue
+        lo, hi = _robust_ylim(np.asarray(finite, dtype=float))
+        warm = [h["epoch"] for h in members[0]["history"] if float(h.get("beta", 1.0)) < 1.0]
+        if warm:
+            ax.axvspan(0.5, max(warm) + 0.5, color="0.85", alpha=0.6, lw=0, label="β warm-up")
+        clipped = False
+        for r in members:
+            hist = [h for h in r["history"] if np.isfinite(h.get("val_loss", np.nan))]
+            epochs = np.array([h["epoch"] for h in hist])
+            val = np.array([h["val_loss"] for h in hist], dtype=float)
+            color = colors[r.get("width", r["label"])]
+            best = [h for h in hist if h.get("best")]
+            label = r["label"] + (f" (best: epoch {best[-1]['epoch']})" if best else "")
+            ax.plot(epochs, np.minimum(val, hi), "-", color=color, lw=1.4, label=label)
+            over = val > hi
+            if over.any():
+                clipped = True
+                ax.plot(epochs[over], np.full(over.sum(), hi), "^", color=color, ms=5,
+                        clip_on=False)
+            if best:
+                ax.plot(best[-1]["epoch"], best[-1]["val_loss"], "o", color=color, ms=6,
+                        mec="black", mew=0.8, zorder=5)
+        ax.set_ylim(lo, hi)
+        ax.set_xlim(left=0.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{objective_label(obj)} validation loss (β = 1)")
+        ax.set_title(objective_label(obj) + ("  (▲: above the axis)" if clipped else ""),
+                     fontsize=10, color=objective_color(obj))
+        ax.legend(fontsize=7.5, loc="upper right")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Validation loss per epoch (dots: best validation epoch, kept as the model)",
+                 fontsize=10)
     fig.tight_layout()
     return fig
-

@@ -1,19 +1,25 @@
 """Training callbacks: progress bar, CSV log, TensorBoard and MLflow loggers.
 
 A callback receives the trainer and plain dicts of numbers; none of them can change training.
+:class:`LogConfig` (the ``log:`` section of a run config, ``torchmim train --tensorboard DIR
+--mlflow``) selects the TensorBoard and MLflow loggers of a run.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
-__all__ = ["CSVLogger", "Callback", "MLflowLogger", "ProgressBar", "TensorBoardLogger"]
+__all__ = ["CSVLogger", "Callback", "LogConfig", "MLflowLogger", "ProgressBar",
+           "TensorBoardLogger"]
 
 
 class Callback:
@@ -108,16 +114,34 @@ class CSVLogger(Callback):
             csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(logs)
 
 
+_TENSORBOARD_MISSING = ("TensorBoard logging needs the tensorboard package: "
+                        "pip install 'torchmim[tensorboard]' (or: pip install tensorboard)")
+_MLFLOW_MISSING = ("MLflow logging needs the mlflow package: pip install 'torchmim[mlflow]' "
+                   "(or: pip install mlflow)")
+
+
+def _summary_writer() -> type:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MissingDependencyError(_TENSORBOARD_MISSING) from None
+    return SummaryWriter
+
+
+def _mlflow() -> Any:
+    try:
+        import mlflow
+    except ImportError:
+        raise MissingDependencyError(_MLFLOW_MISSING) from None
+    return mlflow
+
+
 class TensorBoardLogger(Callback):
-    """Scalars per epoch to TensorBoard (needs ``pip install tensorboard``)."""
+    """Scalars per epoch to TensorBoard (needs ``pip install tensorboard``; without it the
+    constructor raises :class:`~torchmim.errors.MissingDependencyError`, an ``ImportError``)."""
 
     def __init__(self, log_dir: str | Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("TensorBoardLogger needs the tensorboard package: "
-                              "pip install 'torchmim[tensorboard]'") from e
-        self.writer = SummaryWriter(str(log_dir))
+        self.writer = _summary_writer()(str(log_dir))
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         for k, v in logs.items():
@@ -130,17 +154,22 @@ class TensorBoardLogger(Callback):
 
 
 class MLflowLogger(Callback):
-    """Metrics per epoch to an MLflow run (needs ``pip install mlflow``)."""
+    """Metrics per epoch to an MLflow run (needs ``pip install mlflow``; without it the constructor
+    raises :class:`~torchmim.errors.MissingDependencyError`, an ``ImportError``).
 
-    def __init__(self, run_name: str | None = None, experiment: str | None = None) -> None:
-        try:
-            import mlflow
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("MLflowLogger needs the mlflow package: pip install mlflow") from e
-        self.mlflow = mlflow
+    Args:
+        run_name: the MLflow run's name.
+        experiment: the MLflow experiment (default: MLflow's active/default one).
+        params: further parameters to log at the start (e.g. a flattened run config).
+    """
+
+    def __init__(self, run_name: str | None = None, experiment: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        self.mlflow = mlflow = _mlflow()
         if experiment:
             mlflow.set_experiment(experiment)
         self.run_name = run_name
+        self.params = dict(params or {})
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from ..config import to_dict
@@ -148,11 +177,78 @@ class MLflowLogger(Callback):
         self.mlflow.start_run(run_name=self.run_name)
         flat = {f"train.{k}": v for k, v in to_dict(trainer.config).items()}
         flat["objective"] = trainer.objective.name
+        flat.update(self.params)
         self.mlflow.log_params(flat)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        self.mlflow.log_metrics({k: v for k, v in logs.items() if isinstance(v, (int, float))
-                                 and math.isfinite(v)}, step=epoch)
+        self.mlflow.log_metrics({k: float(v) for k, v in logs.items()
+                                 if isinstance(v, (int, float)) and math.isfinite(v)}, step=epoch)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self.mlflow.end_run()
+
+
+@dataclass
+class LogConfig:
+    """Where a run logs its per-epoch metrics besides ``history.csv`` (``log:`` of a run config).
+
+    Attributes:
+        tensorboard: TensorBoard scalars: ``false``, ``true`` (into ``<run folder>/tensorboard``)
+            or a folder (``torchmim train --tensorboard DIR``). Needs the tensorboard package.
+        mlflow: log the run config and the metrics to an MLflow run (``--mlflow``); MLflow's
+            ``MLFLOW_TRACKING_URI`` says where. Needs the mlflow package.
+        mlflow_experiment: the MLflow experiment (default: MLflow's default one).
+        mlflow_run_name: the MLflow run's name (default: the run folder's name).
+    """
+
+    tensorboard: bool | str = False
+    mlflow: bool = False
+    mlflow_experiment: str | None = None
+    mlflow_run_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tensorboard == "":
+            raise ConfigError("log.tensorboard must be true, false or a folder, got ''")
+
+    def require(self) -> None:
+        """Raise :class:`~torchmim.errors.MissingDependencyError` (one line naming the
+        ``pip install`` command) if a selected logger's package is missing: call it before
+        training, so that a run does not fail after its data is loaded."""
+        if self.tensorboard is not False:
+            _summary_writer()
+        if self.mlflow:
+            _mlflow()
+
+    def callbacks(self, out_dir: str | Path | None = None, config: Any = None) -> list[Callback]:
+        """The selected loggers for a run writing to ``out_dir`` (``config``: the run config,
+        logged to MLflow as flat ``section.key`` parameters)."""
+        self.require()
+        out: list[Callback] = []
+        if self.tensorboard is not False:
+            if self.tensorboard is True and out_dir is None:
+                raise ConfigError("log.tensorboard=true writes into the run folder and this run has "
+                                  "none; set log.tensorboard to a folder")
+            log_dir = Path(out_dir) / "tensorboard" if self.tensorboard is True else \
+                Path(self.tensorboard)
+            out.append(TensorBoardLogger(log_dir))
+        if self.mlflow:
+            params = {}
+            if config is not None:
+                from ..config import to_dict
+
+                params = {k: v for k, v in _flatten(to_dict(config)).items()
+                          if not k.startswith("log.")}
+            name = self.mlflow_run_name or (Path(out_dir).name if out_dir is not None else None)
+            out.append(MLflowLogger(run_name=name, experiment=self.mlflow_experiment,
+                                    params=params))
+        return out
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
