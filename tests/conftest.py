@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -26,3 +27,25 @@ def float64():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+#: The full Fashion-MNIST of Debian's package dataset-fashion-mnist (../shared/data has MNIST and
+#: Omniglot only). `make test` installs it when it can (scripts/ensure_test_data.sh).
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+FASHION_HOW = ("install it with `apt-get update && apt-get install -y dataset-fashion-mnist` "
+               "(as root; `make test` does this when it can)")
+
+
+@pytest.fixture
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST files; a missing package skips the test with the command that
+    installs it, or fails it where the data is required (CI sets TORCHMIM_REQUIRE_TEST_DATA=1)."""
+    missing = [f for f in FASHION_FILES if not (FASHION_DIR / f).is_file()]
+    if missing:
+        msg = f"Fashion-MNIST is missing from {FASHION_DIR} ({', '.join(missing)}): {FASHION_HOW}"
+        if os.environ.get("TORCHMIM_REQUIRE_TEST_DATA") == "1":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return FASHION_DIR

@@ -191,7 +191,9 @@ _UNIQUE = [n for n in EXPERIMENTS.names() if n not in ("table1", "table2")]
 
 
 @pytest.mark.parametrize("name", _UNIQUE)
-def test_every_experiment_runs_in_quick_mode(name, tmp_path):
+def test_every_experiment_runs_in_quick_mode(name, tmp_path, request):
+    if name in ("fig5", "image-tables"):  # both read the full Fashion-MNIST
+        request.getfixturevalue("fashion_dir")
     only = {}
     if name == "image-tables":  # the image sweep: the convHVAE (VP) and PixelHVAE (S) cells
         only = {"model": ["convHVAE (VP)", "PixelHVAE (S)"]}

@@ -45,16 +45,11 @@ from torchmim.data import (
 )
 from torchmim.errors import ConfigError, DataError
 
+from .conftest import FASHION_FILES
+
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 MNIST_DIR = SHARED / "mnist"
 OMNIGLOT_DIR = SHARED / "omniglot"
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_FILES = [
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-]
 MNIST_5K = {
     "train_images": "train5k-images-idx3-ubyte.gz",
     "train_labels": "train5k-labels-idx1-ubyte.gz",
@@ -67,16 +62,6 @@ def _need(paths: list[Path], how: str) -> None:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         pytest.fail(f"real data files missing: {', '.join(missing)}. {how}", pytrace=False)
-
-
-@pytest.fixture
-def fashion_dir() -> Path:
-    """The Debian package's Fashion-MNIST; CI must install it (this test does not skip)."""
-    _need(
-        [FASHION_DIR / f for f in FASHION_FILES],
-        "Install them with `apt-get update && apt-get install -y dataset-fashion-mnist` (as root).",
-    )
-    return FASHION_DIR
 
 
 @pytest.fixture
