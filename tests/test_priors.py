@@ -18,7 +18,7 @@ from torch import nn
 from torch.distributions import Independent, Laplace
 
 import torchmim as tm
-from torchmim.config import apply_overrides
+from torchmim.config import apply_overrides, from_dict, to_dict
 from torchmim.distributions import (
     PRIORS,
     GaussianMixture,
@@ -29,7 +29,7 @@ from torchmim.distributions import (
     build_prior,
 )
 from torchmim.errors import ConfigError
-from torchmim.models import ConvHVAEConfig, ImageMLPConfig
+from torchmim.models import ConvHVAEConfig, ImageMLPConfig, ModelConfig
 from torchmim.registry import Registry
 
 from .helpers import tiny, tiny_config
@@ -334,3 +334,24 @@ def test_a_custom_prior_works_by_name(laplace_registered, objective, float64, tm
     # its options are checked like the built-in ones
     with pytest.raises(ConfigError, match="Did you mean 'scale'"):
         tm.build_model(name="mlp", prior=laplace_registered, prior_options={"scal": 0.5})
+
+
+@pytest.mark.parametrize("name", ["convhvae", "pixelhvae", "image-mlp"])
+def test_image_models_take_a_latent_anchor_like_the_mlp(name):
+    """`latent_anchor` has the same keys on every model: with `normal`, symmetric MIM's decoder
+    path samples a fixed N(0, I) over the whole z instead of the learned prior (docs/flow.md: a
+    flow prior MIM samples itself can shrink with the encoder). Fails if the image configs drop
+    the field, build the anchor over z2 only, or leave MIM sampling p(z)."""
+    cfg = from_dict(ModelConfig, tiny_config(name, prior="flow", latent_anchor="normal"))
+    model = cfg.build()
+    z_dim = model.z_shape[0]
+    anchor = model.anchor()
+    assert anchor.event_shape == (z_dim,) and anchor is not model.prior
+    z = anchor.sample((20000,))
+    assert z.mean(0).abs().max() < 0.05 and (z.std(0) - 1).abs().max() < 0.05
+    # the default stays the paper's: P(z) = p(z), and old configs (no key) load with it
+    assert tiny(name).latent_anchor is None
+    again = from_dict(ModelConfig, to_dict(cfg), where="model")
+    assert again.latent_anchor == "normal"
+    with pytest.raises(ConfigError, match=r"model\.latent_anchor: unknown prior 'nromal'"):
+        from_dict(ModelConfig, tiny_config(name, latent_anchor="nromal"))

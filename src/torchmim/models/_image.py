@@ -1,7 +1,7 @@
 """What the image model configs (``convhvae``, ``pixelhvae``, ``image-mlp``) share.
 
-Their common fields — ``x_shape``, ``prior`` / ``prior_options``, ``logvar_clamp``, ``std_floor``,
-``likelihood`` — are validated once here (:meth:`ImageConfigMixin._check_image_fields`), the prior
+Their common fields — ``x_shape``, ``prior`` / ``prior_options``, ``latent_anchor`` /
+``latent_anchor_options``, ``logvar_clamp``, ``std_floor``, ``likelihood`` — are validated once here (:meth:`ImageConfigMixin._check_image_fields`), the prior
 is built once here from the shared registry (:meth:`ImageConfigMixin._build_prior`), and configs
 written before the priors were unified are migrated once here
 (:meth:`ImageConfigMixin.upgrade_dict`).
@@ -44,14 +44,17 @@ class ImageConfigMixin:
     x_shape: tuple[int, ...]
     prior: str
     prior_options: dict[str, Any]
+    latent_anchor: str | None
+    latent_anchor_options: dict[str, Any]
     logvar_clamp: tuple[float, float] | None
     std_floor: float
     likelihood: str
 
-    def _check_image_fields(self, prior_shape: int) -> None:
+    def _check_image_fields(self, prior_shape: int, z_dim: int) -> None:
         """Normalise and validate the shared fields; a bad value is a one-line ConfigError. The
-        prior (over vectors of size ``prior_shape``) is checked fully — name, option names and
-        values — so that a bad prior fails when the config is read."""
+        prior (over vectors of size ``prior_shape``) and the latent anchor (over the whole z, of
+        size ``z_dim``) are checked fully — name, option names and values — so that a bad prior
+        fails when the config is read."""
         self.x_shape = check_x_shape(self.x_shape)
         if self.logvar_clamp is not None:
             self.logvar_clamp = tuple(self.logvar_clamp)  # type: ignore[assignment]
@@ -66,6 +69,20 @@ class ImageConfigMixin:
         self.prior = check_prior(self.prior, self.prior_options, where="model.prior",
                                  shape=prior_shape, x_shape=self.x_shape)
         self.prior_options = dict(self.prior_options)
+        if self.latent_anchor is not None:
+            self.latent_anchor = check_prior(self.latent_anchor, self.latent_anchor_options,
+                                             where="model.latent_anchor", shape=z_dim,
+                                             x_shape=self.x_shape)
+        self.latent_anchor_options = dict(self.latent_anchor_options)
+
+    def _build_anchor(self, z_dim: int) -> Prior | None:
+        """The latent anchor P(z) over the whole z (``None``: symmetric MIM samples the prior
+        p(z), the paper's set-up). A learned prior that MIM samples on its own decoder path can
+        shrink with the encoder (docs/flow.md: a flow prior on the 2D toy); ``normal`` fixes P(z)."""
+        if self.latent_anchor is None:
+            return None
+        return build_prior(self.latent_anchor, z_dim, self.latent_anchor_options,
+                           x_shape=self.x_shape, where="model.latent_anchor_options")
 
     def _build_prior(self, shape: int) -> Prior:
         """The registry's prior over vectors of size ``shape`` (for the two-level models: z2)."""

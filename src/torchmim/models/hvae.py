@@ -47,6 +47,9 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
             joint prior is p(z) = p(z2) p(z1|z2).
         prior_options: options of that prior, e.g. ``{num_pseudo_inputs: 500, noise: 0.01}`` for
             the VampPrior (its defaults) or ``{num_components: 10}`` for ``gmm``.
+        latent_anchor, latent_anchor_options: the anchor P(z) over the whole z = [z1, z2] that
+            symmetric MIM samples on its decoder path (a registry name, e.g. ``normal``); ``None``
+            (the default, the paper's set-up) samples the prior p(z) itself.
         logvar_clamp: hard clamp of every Gaussian head's log-variance ((−6, 2)).
         std_floor: added to every Gaussian standard deviation (0: the clamp bounds σ ≥ e^−3).
         likelihood: p(x|z): ``"bernoulli"`` (binary images).
@@ -61,6 +64,8 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
     encoder_channels: tuple[int, int, int] = (32, 64, 6)
     prior: str = "normal"
     prior_options: dict[str, Any] = field(default_factory=dict)
+    latent_anchor: str | None = None
+    latent_anchor_options: dict[str, Any] = field(default_factory=dict)
     logvar_clamp: tuple[float, float] | None = (-6.0, 2.0)
     std_floor: float = 0.0
     likelihood: str = "bernoulli"
@@ -73,7 +78,7 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
         if len(self.encoder_channels) != 3 or min(self.encoder_channels) < 1:
             raise ConfigError(f"model.encoder_channels must be three positive widths, got "
                               f"{list(self.encoder_channels)}")
-        self._check_image_fields(prior_shape=self.z2_dim)
+        self._check_image_fields(prior_shape=self.z2_dim, z_dim=self.z_dim)
 
     @property
     def z_dim(self) -> int:
@@ -95,6 +100,7 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
             encoder=encoder,
             decoder=self._decoder(),
             prior=HierarchicalPrior(top, p_z1, self.z1_dim),
+            latent_anchor=self._build_anchor(self.z_dim),
             x_shape=self.x_shape,
             z_shape=(self.z_dim,),
         )
