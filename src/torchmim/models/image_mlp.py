@@ -96,6 +96,8 @@ class ImageMLPConfig(ImageConfigMixin, ModelConfig):
             ``normal`` (the default; ``standard`` is its old name), ``vampprior`` (through the
             encoder q(z|x)), ``gmm``, ...
         prior_options: its options (the VampPrior's: ``num_pseudo_inputs`` 500, ``noise`` 0.01).
+        latent_anchor, latent_anchor_options: the anchor P(z) that symmetric MIM samples
+            (``None``: the prior p(z), the paper's set-up; e.g. ``normal`` for a fixed N(0, I)).
         logvar_clamp: hard clamp of the encoder's log-variance ((−6, 2)).
         std_floor: added to the encoder's standard deviation (0).
         likelihood: ``"bernoulli"``.
@@ -109,6 +111,8 @@ class ImageMLPConfig(ImageConfigMixin, ModelConfig):
     depth: int = 2
     prior: str = "normal"
     prior_options: dict[str, Any] = field(default_factory=dict)
+    latent_anchor: str | None = None
+    latent_anchor_options: dict[str, Any] = field(default_factory=dict)
     logvar_clamp: tuple[float, float] | None = (-6.0, 2.0)
     std_floor: float = 0.0
     likelihood: str = "bernoulli"
@@ -117,7 +121,7 @@ class ImageMLPConfig(ImageConfigMixin, ModelConfig):
         if self.z_dim < 1 or self.hidden < 1 or self.depth < 0:
             raise ConfigError(f"model.z_dim and model.hidden must be >= 1 and model.depth >= 0, "
                               f"got {self.z_dim}, {self.hidden}, {self.depth}")
-        self._check_image_fields(prior_shape=self.z_dim)
+        self._check_image_fields(prior_shape=self.z_dim, z_dim=self.z_dim)
 
     def build(self) -> LatentVariableModel:
         # built in this order (encoder, decoder, prior) so a seed gives the same initial weights
@@ -129,6 +133,7 @@ class ImageMLPConfig(ImageConfigMixin, ModelConfig):
             encoder=encoder,
             decoder=decoder,
             prior=self._build_prior(self.z_dim),
+            latent_anchor=self._build_anchor(self.z_dim),
             x_shape=self.x_shape,
             z_shape=(self.z_dim,),
         )
