@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -287,3 +288,56 @@ def test_paper_table_on_hand_made_rows(tmp_path):
     m, s = PAPER_TABLE1["Fashion-MNIST"]["convHVAE (S)"][0]
     assert f"{m:.2f} ± {s:.2f}" in paper
     assert "S = 100 on 300 test images" in text
+
+
+def test_plan_units_groups_cells_that_differ_only_in_seed_and_objective():
+    from torchmim.experiments.runner import plan_units
+
+    cells = expand(get_sweep("fig3"))
+    units = plan_units(cells)
+    assert len(units) == 8 and all(vec and len(unit) == 20 for unit, vec in units)  # one per width
+    for unit, _ in units:
+        assert len({c.config.model.hidden for c in unit}) == 1
+        assert {c.config.objective.name for c in unit} == {"mim", "vae"}
+    assert len(plan_units(cells, vectorize=False)) == 160
+    size = {}  # at most group_units // width members per group
+    for unit, _ in plan_units(cells, group_units=2000):
+        size[unit[0].config.model.hidden] = max(len(unit), size.get(unit[0].config.model.hidden, 0))
+    assert (size[5], size[100], size[200], size[500]) == (20, 20, 10, 4)
+    one_d = expand(get_sweep("appendix-d2"))  # mixture conditionals: not vectorisable
+    assert all(not vec and len(u) == 1 for u, vec in plan_units(one_d))
+
+
+def test_a_vectorised_sweep_writes_the_same_rows_and_resumes_a_partly_finished_group(tmp_path):
+    from torchmim.training import run_group
+
+    spec = get_sweep("fig3").resolved(quick=True, overrides=TINY,
+                                      only={"model.hidden": [4], "seed": [0, 1]})
+    plain = run_sweep(spec, tmp_path / "plain", workers=1, progress=False, figures=False,
+                      vectorize=False)
+    straight = run_sweep(spec, tmp_path / "vec", workers=1, progress=False, figures=False)
+    assert plain.complete and straight.complete and len(straight.rows) == 4
+    assert list(plain.rows[0]) == list(straight.rows[0])  # the same columns
+    for a, b in zip(plain.rows, straight.rows):  # the same runs, up to float rounding
+        assert (a["cell"], a["epochs"], a["best_epoch"]) == (b["cell"], b["epochs"], b["best_epoch"])
+        assert b["mi"] == pytest.approx(a["mi"], abs=1e-3)
+        assert b["nll"] == pytest.approx(a["nll"], abs=1e-3)
+    for name in ("config.yaml", "model.pt", "checkpoint.pt", "history.csv", "metrics.json"):
+        assert (tmp_path / "vec" / "cells" / straight.cells[0].id / name).is_file()
+    # an interrupted group: cell 0 finished, the other three stopped after epoch 1 of 2
+    out = tmp_path / "resumed"
+    cells = straight.cells
+    shutil.copytree(tmp_path / "vec" / "cells" / cells[0].id, out / "cells" / cells[0].id)
+    stamp = (out / "cells" / cells[0].id / "metrics.json").stat().st_mtime_ns
+    short = [c.config.__class__.from_dict({**c.config.to_dict(), "train": {
+        **c.config.to_dict()["train"], "epochs": 1}}) for c in cells[1:]]
+    run_group(short, [out / "cells" / c.id for c in cells[1:]])
+    for c in cells[1:]:
+        (out / "cells" / c.id / "metrics.json").unlink()
+    resumed = run_sweep(spec, out, workers=1, progress=False, figures=False)
+    assert resumed.complete
+    assert (out / "cells" / cells[0].id / "metrics.json").stat().st_mtime_ns == stamp
+    for a, b in zip(straight.rows, resumed.rows):
+        assert b["epochs"] == a["epochs"] and b["mi"] == pytest.approx(a["mi"], rel=1e-6)
+        lines = (out / "cells" / a["cell"] / "history.csv").read_text().strip().splitlines()
+        assert len(lines) == 1 + a["epochs"]

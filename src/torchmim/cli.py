@@ -180,15 +180,20 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override an entry of every cell's run config, e.g. -s eval.nll_samples=200.")
 @click.option("--list", "list_", is_flag=True, help="List the named sweeps and exit.")
+@click.option("--vectorize/--no-vectorize", default=True, show_default=True,
+              help="Train cells that differ only in seed and objective (mlp models) as one "
+                   "stacked computation per group.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_friendly
 def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bool,
           preset: str | None, only: tuple[str, ...], seeds: int | None, epochs: int | None,
-          overrides: tuple[str, ...], list_: bool, progress: bool) -> None:
+          overrides: tuple[str, ...], list_: bool, vectorize: bool, progress: bool) -> None:
     """Run the sweep NAME (fig3, fig4, fig5, appendix-d1 ... d4) or a sweep defined in a YAML file.
 
-    Cells run in parallel worker processes; finished cells are skipped, so rerunning an interrupted
-    sweep resumes it. Writes results.csv, summary.csv and the figures into the output folder.
+    Cells run in parallel worker processes; cells of an mlp model that differ only in seed and
+    objective train together as one vectorised group (--no-vectorize: one by one). Finished cells
+    are skipped, so rerunning an interrupted sweep resumes it. Writes results.csv, summary.csv and
+    the figures into the output folder.
     """
     from .errors import ConfigError
     from .experiments import expand, get_sweep, run_sweep
@@ -212,7 +217,8 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
     for cell in expand(spec)[:1]:  # -s log.tensorboard=true without tensorboard: one line now
         cell.config.log.require()
     out_dir = out_dir or Path("results") / (spec.name + (f"-{preset}" if preset else ""))
-    result = run_sweep(spec, out_dir, workers=workers, progress=progress, mode=preset or "full")
+    result = run_sweep(spec, out_dir, workers=workers, progress=progress, mode=preset or "full",
+                       vectorize=vectorize)
     click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
                + (f", {len(result.failures)} failed (see failures.json)" if result.failures else ""))
     click.echo(f"results: {out_dir / 'results.csv'}")

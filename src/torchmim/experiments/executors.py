@@ -1,8 +1,9 @@
 """Where cells run, kept apart from what a cell is: serially, or in local worker processes.
 
 An executor takes a function and a list of plain-data payloads and yields ``(payload, result)``
-pairs as they finish. Another executor (vectorised groups of same-shape cells, a Ray cluster) only
-has to implement :meth:`Executor.map`.
+pairs as they finish. What a payload holds is the runner's business: a unit of work, one cell or a
+vectorised group of same-shape cells (``runner.run_unit``), so an executor schedules groups as it
+schedules cells. Another executor (a Ray cluster) only has to implement :meth:`Executor.map`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ The output folder::
 
 Cells whose ``metrics.json`` exists are skipped and cells with a checkpoint resume, so an
 interrupted sweep continues where it stopped.
+
+The unit of work sent to the executor is a list of cells: one cell (:func:`run_cell`), or, with
+``vectorize`` (the default), a *vectorised group* of cells that differ only in seed and objective
+(:func:`plan_units`), trained as one stacked computation by
+:func:`torchmim.training.vectorized.run_group` and written to the same cell folders and rows.
 """
 
 from __future__ import annotations
@@ -25,13 +30,23 @@ from typing import Any
 from ..config import to_dict
 from ..errors import ConfigError, TorchMIMError
 from ..runs import RunConfig, run
+from ..training.vectorized import group_key, run_group
 from .aggregate import summarize
 from .executors import Executor, make_executor
 from .figures import draw_sweep_figures
 from .spec import Cell, SweepSpec, expand
 from .tables import atomic_write_text, flatten, read_csv, write_csv
 
-__all__ = ["SweepResult", "flatten", "read_csv", "run_cell", "run_sweep", "write_csv"]
+__all__ = ["SweepResult", "flatten", "plan_units", "read_csv", "run_cell", "run_sweep", "run_unit",
+           "write_csv"]
+
+#: A vectorised group holds at most this many hidden units in all (members × width × depth): the
+#: stacked activations of larger groups leave the CPU caches, and a step of 160 members of width
+#: 500 was slower per member than one of 20 (docs/benchmarks.md, "Vectorised groups").
+GROUP_UNITS = 10_000
+#: Members of a vectorised group write their checkpoints at most this often (and always at their
+#: last epoch): M files per epoch would otherwise cost as much as a narrow group's training.
+GROUP_CHECKPOINT_SECONDS = 30.0
 
 METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "recon_error", "recon_mean_rmse", "knn_acc", "posterior_var", "active_units",
                   "epochs", "best_epoch", "best_val_loss", "train_seconds", "eval_seconds", "n_test", "n_train",
@@ -62,6 +77,63 @@ def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     except TorchMIMError as e:
         return {"id": cell.id, "error": f"{type(e).__name__}: {e}"}
     return {"id": cell.id, "metrics": result.metrics}
+
+
+def _group_error(cells: list[Cell], error: BaseException) -> list[dict[str, Any]]:
+    return [{"id": c.id, "error": f"{type(error).__name__}: {error}"} for c in cells]
+
+
+def run_unit(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a unit of work, ``{"cells": [cell payloads], "root", "vectorized"}``: one cell with
+    :func:`run_cell`, or a vectorised group with :func:`~torchmim.training.vectorized.run_group`.
+    Returns one ``{"id", "metrics"}`` or ``{"id", "error"}`` per cell (a worker-process entry point).
+    """
+    root = payload["root"]
+    if not payload.get("vectorized"):
+        return [run_cell({**c, "root": root}) for c in payload["cells"]]
+    cells = [Cell.from_payload(c) for c in payload["cells"]]
+    try:
+        results = run_group([c.config for c in cells], [Path(root) / "cells" / c.id for c in cells],
+                            resume=True,
+                            checkpoint_seconds=payload.get("checkpoint_seconds",
+                                                           GROUP_CHECKPOINT_SECONDS))
+    except TorchMIMError as e:
+        return _group_error(cells, e)
+    return [_group_error([c], r)[0] if isinstance(r, BaseException)
+            else {"id": c.id, "metrics": r.metrics} for c, r in zip(cells, results)]
+
+
+def plan_units(cells: list[Cell], *, vectorize: bool = True,
+               group_units: int = GROUP_UNITS) -> list[tuple[list[Cell], bool]]:
+    """The units of work: ``(cells, vectorized)``. With ``vectorize``, cells that
+    :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart
+    from seed and objective) form groups of at most ``group_units`` hidden units (members × width ×
+    depth), in grid order; every other cell is a unit of its own. The plan depends on the cells
+    only (not on the workers), so a sweep gives the same numbers however it is run."""
+    if not vectorize:
+        return [([c], False) for c in cells]
+    groups: dict[str, list[Cell]] = {}
+    units: list[tuple[list[Cell], bool]] = []
+    for cell in cells:
+        key = group_key(cell.config)
+        if key is None:
+            units.append(([cell], False))
+            continue
+        if key not in groups:
+            groups[key] = []
+            units.append((groups[key], True))
+        groups[key].append(cell)
+    out: list[tuple[list[Cell], bool]] = []
+    for members, vectorized in units:
+        if not vectorized:
+            out.append((members, False))
+            continue
+        model = members[0].config.model
+        size = max(1, group_units // max(1, model.hidden * max(1, model.depth)))
+        for i in range(0, len(members), size):
+            chunk = members[i:i + size]
+            out.append((chunk, len(chunk) > 1))  # a group of one is a plain run
+    return out
 
 
 def _finished_metrics(cell: Cell, root: Path) -> dict[str, Any] | None:
@@ -128,8 +200,13 @@ def run_sweep(
     progress: bool = True,
     mode: str = "full",
     figures: bool = True,
+    vectorize: bool = True,
 ) -> SweepResult:
-    """Run every unfinished cell of ``spec`` and write results, summary and figures to ``out_dir``."""
+    """Run every unfinished cell of ``spec`` and write results, summary and figures to ``out_dir``.
+
+    ``vectorize``: train cells that differ only in seed and objective as vectorised groups
+    (:func:`plan_units`; cells of other models run one by one either way).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cells = expand(spec)
@@ -171,17 +248,21 @@ def run_sweep(
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"sweep {spec.name}",
                    unit="cell", dynamic_ncols=True)
     executor = executor or make_executor(workers)
-    payloads = [{**c.to_payload(), "root": str(out.resolve())} for c in todo]
+    root = str(out.resolve())
+    payloads = [{"cells": [c.to_payload() for c in unit], "root": root, "vectorized": vectorized}
+                for unit, vectorized in plan_units(todo, vectorize=vectorize)]
+    state["vectorize"] = vectorize
     try:
-        for _payload, result in executor.map(run_cell, payloads):
-            if "error" in result:
-                failures[result["id"]] = result["error"]
-            else:
-                metrics[result["id"]] = result["metrics"]
+        for _payload, results in executor.map(run_unit, payloads):
+            for result in results:
+                if "error" in result:
+                    failures[result["id"]] = result["error"]
+                else:
+                    metrics[result["id"]] = result["metrics"]
             save_tables()
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(by_id[result["id"]].id, refresh=False)
+                bar.update(len(results))
+                bar.set_postfix_str(by_id[results[-1]["id"]].id, refresh=False)
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,215 @@
+"""Vectorised groups (issue 11): M same-shape models trained as one stacked computation must give
+each member the run the plain Trainer gives it alone — same data, noise, Adam state, early stop,
+checkpoints — and must keep members apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import warnings
+
+import pytest
+import torch
+
+import torchmim as tm
+from torchmim.data.toy import GMM2DConfig
+from torchmim.io import read_checkpoint
+from torchmim.seeding import derive_seed, seed_everything
+from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer, group_key, run_group
+
+DATA = GMM2DConfig(n_train=600, n_val=300, n_test=300)
+
+
+def member(seed: int, hidden: int = 8):
+    """A run's data and initial model, seeded as ``run()`` seeds them."""
+    seed_everything(derive_seed(seed, "data"))
+    data = DATA.load(seed=seed)
+    seed_everything(derive_seed(seed, "init"))
+    return data, tm.MLPModelConfig(hidden=hidden).build()
+
+
+def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8) -> Trainer:
+    data, model = member(seed, hidden)
+    trainer = Trainer(model, objective, dataclasses.replace(cfg, seed=seed))
+    trainer.fit(data.train, data.val[0])
+    return trainer
+
+
+def group(seeds, objectives, cfg: TrainerConfig, hidden: int = 8, *, out_dirs=None,
+          resume=False, fast_tanh=False, datas=None) -> VectorizedTrainer:
+    built = [member(s, hidden) for s in seeds]
+    datas = datas or [b[0] for b in built]
+    vt = VectorizedTrainer([b[1] for b in built], objectives, cfg, seeds=seeds, out_dirs=out_dirs,
+                           fast_tanh=fast_tanh)
+    vt.fit([d.train for d in datas], [d.val[0] for d in datas], resume=resume)
+    return vt
+
+
+def max_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    return max(float((sa[k] - sb[k]).abs().max()) for k in sa)
+
+
+def strip(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+CFG = TrainerConfig(epochs=5, warmup_epochs=3, progress=False, min_steps=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_group_of_one_is_the_plain_trainer_bit_for_bit(dtype, request):
+    if dtype == "float64":
+        request.getfixturevalue("float64")
+    single = alone(3, tm.MIM(), CFG)
+    vt = group([3], tm.MIM(), CFG)
+    # same data order, noise streams, Adam and warm-ups: the same floats, epoch after epoch
+    assert max_diff(single.model, vt.member_model(0)) == 0.0
+    assert strip(vt.members[0].history) == strip(single.history)
+    assert vt.members[0].best_epoch == single.best_epoch
+
+
+@pytest.mark.parametrize("name", ["amim", "ce", "vae_plus_h", "mim_minus_h"])
+def test_every_supported_objective_matches_the_plain_trainer(name, float64):
+    objective = tm.get_objective(name)
+    single = alone(6, objective, CFG)
+    vt = group([6], objective, CFG)
+    assert max_diff(single.model, vt.member_model(0)) < 1e-12
+    assert [h["val_loss"] for h in vt.members[0].history] == pytest.approx(
+        [h["val_loss"] for h in single.history], rel=1e-12)
+    assert list(vt.members[0].history[-1]) == list(single.history[-1])  # the same logged terms
+
+
+def test_vae_and_fast_tanh_agree_to_rounding(float64):
+    # the VAE's loss differs from the single trainer's in the last bit (summation order)
+    single = alone(1, tm.VAE(), CFG)
+    assert max_diff(single.model, group([1], tm.VAE(), CFG).member_model(0)) < 1e-12
+    # tanh as 2·sigmoid(2x) − 1: a rounding-level change, a few epochs stay within 1e-6
+    single = alone(2, tm.MIM(), CFG)
+    assert max_diff(single.model, group([2], tm.MIM(), CFG, fast_tanh=True).member_model(0)) < 1e-6
+
+
+def test_members_match_one_by_one_runs_and_stop_at_their_own_epochs(float64):
+    cfg = dataclasses.replace(CFG, epochs=25, patience=0)
+    seeds = [0, 1, 2, 3, 4, 5]
+    objectives = [tm.MIM(), tm.VAE(), tm.AMIM(), tm.get_objective("ce"),
+                  tm.get_objective("mim_minus_h"), tm.get_objective("vae_plus_h")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # early stops after few steps, on purpose
+        singles = [alone(s, o, cfg) for s, o in zip(seeds, objectives)]
+        vt = group(seeds, objectives, cfg)
+    stops = []
+    for i, single in enumerate(singles):
+        s = vt.members[i]
+        assert (s.epoch, s.best_epoch, s.stopped_early) == (single.epoch, single.best_epoch,
+                                                            single.stopped_early)
+        assert max_diff(single.model, vt.member_model(i)) < 1e-9
+        assert [h["val_loss"] for h in s.history] == pytest.approx(
+            [h["val_loss"] for h in single.history], rel=1e-9)
+        stops.append(s.epoch)
+    assert len(set(stops)) > 1 and max(stops) < cfg.epochs  # each member stopped on its own
+
+
+def test_gradients_do_not_leak_between_members():
+    seeds = [0, 1, 2]
+    datas = [member(s)[0] for s in seeds]
+    clean = group(seeds, [tm.MIM(), tm.VAE(), tm.MIM()], CFG, datas=datas)
+    perturbed = [member(s)[0] for s in seeds]
+    x, y = perturbed[0].val
+    perturbed[0].val = (x * 3 + 1, y)              # member 0 sees other validation data ...
+    perturbed[0].train.mixture.means = perturbed[0].train.mixture.means * 2  # ... and training data
+    dirty = group(seeds, [tm.MIM(), tm.VAE(), tm.MIM()], CFG, datas=perturbed)
+    assert max_diff(clean.member_model(0), dirty.member_model(0)) > 1e-3
+    for i in (1, 2):  # the other members are untouched, to the last bit
+        assert max_diff(clean.member_model(i), dirty.member_model(i)) == 0.0
+        assert strip(clean.members[i].history) == strip(dirty.members[i].history)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_group_resumes_to_the_uninterrupted_result(tmp_path):
+    cfg = dataclasses.replace(CFG, epochs=6)
+    seeds, objectives = [0, 1, 2], [tm.MIM(), tm.VAE(), tm.MIM()]
+    straight = group(seeds, objectives, cfg)
+    dirs = [tmp_path / f"m{i}" for i in range(3)]
+    saved = tmp_path / "m1-epoch2.pt"
+
+    class Stop(VectorizedTrainer):  # dies after epoch 3; keeps member 1's epoch-2 checkpoint
+        def _run_epoch(self, epoch, idx, train, vals):
+            super()._run_epoch(epoch, idx, train, vals)
+            if epoch == 2:
+                shutil.copy(dirs[1] / "checkpoint.pt", saved)
+            if epoch == 3:
+                raise Interrupted
+
+    built = [member(s) for s in seeds]
+    with pytest.raises(Interrupted):
+        Stop([b[1] for b in built], objectives, cfg, seeds=seeds, out_dirs=dirs,
+             fast_tanh=False).fit([b[0].train for b in built], [b[0].val[0] for b in built])
+    # as if the group died while writing its epoch-3 checkpoints: member 1 is one epoch behind
+    shutil.copy(saved, dirs[1] / "checkpoint.pt")
+    assert [read_checkpoint(d / "checkpoint.pt")["epoch"] for d in dirs] == [3, 2, 3]
+    resumed = group(seeds, objectives, cfg, out_dirs=dirs, resume=True)
+    for i in range(3):
+        assert max_diff(straight.member_model(i), resumed.member_model(i)) == 0.0
+        assert strip(straight.members[i].history) == strip(resumed.members[i].history)
+        csv_rows = (dirs[i] / "history.csv").read_text().strip().splitlines()
+        assert len(csv_rows) == 1 + cfg.epochs  # rewritten from the checkpoint: no duplicates
+
+
+def test_a_member_checkpoint_is_a_plain_trainer_checkpoint(tmp_path):
+    cfg = dataclasses.replace(CFG, epochs=3)
+    vt = group([4, 5], [tm.VAE(), tm.MIM()], cfg, out_dirs=[None, tmp_path])
+    data, model = member(5)
+    trainer = Trainer(model, tm.MIM(), dataclasses.replace(cfg, seed=5, epochs=5),
+                      out_dir=tmp_path)
+    trainer.fit(data.train, data.val[0], resume=True)  # continues the member's run
+    single = alone(5, tm.MIM(), dataclasses.replace(cfg, epochs=5))
+    assert trainer.epoch == 5 and max_diff(single.model, trainer.model) == 0.0
+    assert vt.members[1].epoch == 3
+
+
+def test_run_group_writes_what_run_writes_and_ranks_mim_above_vae(tmp_path):
+    base = {"model": {"name": "mlp", "hidden": 20}, "data": {"name": "gmm2d", "n_train": 2000,
+            "n_val": 500, "n_test": 500}, "train": {"epochs": 30, "progress": False},
+            "eval": {"max_points": 500, "nll_samples": 20}}
+    configs = [tm.RunConfig.from_dict({**base, "objective": {"name": o}, "seed": s})
+               for o in ("mim", "vae") for s in (0, 1, 2)]
+    assert len({group_key(c) for c in configs}) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # VAE members stop early after few steps
+        results = run_group(configs, [tmp_path / f"r{i}" for i in range(6)])
+        ones = [tm.run(c, tmp_path / f"single{i}") for i, c in enumerate(configs[::3])]
+    for i, r in enumerate(results):
+        assert sorted(p.name for p in (tmp_path / f"r{i}").iterdir()) == [
+            "checkpoint.pt", "config.yaml", "environment.json", "history.csv", "metrics.json",
+            "model.pt"]
+        assert tm.RunConfig.from_file(tmp_path / f"r{i}" / "config.yaml") == configs[i]
+        saved = tm.load_model(tmp_path / f"r{i}" / "model.pt")
+        assert max_diff(saved, r.model) == 0.0
+    for single, grouped in zip(ones, results[::3]):  # the same runs up to float rounding
+        assert set(single.metrics) == set(grouped.metrics)
+        assert single.metrics["epochs"] == grouped.metrics["epochs"]
+        assert grouped.metrics["mi"] == pytest.approx(single.metrics["mi"], abs=0.05)
+        assert grouped.metrics["nll"] == pytest.approx(single.metrics["nll"], abs=0.05)
+    mi = {o: sum(r.metrics["mi"] for r in results if r.config.objective.name == o) / 3
+          for o in ("mim", "vae")}
+    assert mi["mim"] > mi["vae"] + 0.3  # Fig. 3's ordering at a tiny size
+
+
+def test_what_cannot_be_vectorised_is_refused_in_one_line():
+    model = tm.MLPModelConfig(hidden=4).build()
+    with pytest.raises(tm.ConfigError, match="objective 'ae' is not one of"):
+        VectorizedTrainer([model], tm.get_objective("ae"), CFG, seeds=[0])
+    with pytest.raises(tm.ConfigError, match="would couple the members"):
+        VectorizedTrainer([model], tm.MIM(), dataclasses.replace(CFG, grad_clip=1.0), seeds=[0])
+    with pytest.raises(tm.ConfigError, match="not built from the same model config"):
+        VectorizedTrainer([model, tm.MLPModelConfig(hidden=5).build()], tm.MIM(), CFG,
+                          seeds=[0, 1])
+    gmm = tm.RunConfig.from_dict({"model": {"name": "mlp", "prior": "gmm"}})
+    assert group_key(gmm) is None
+    assert group_key(tm.RunConfig(seed=1)) == group_key(
+        tm.RunConfig.from_dict({"seed": 2, "objective": {"name": "vae"}}))
