@@ -4,7 +4,8 @@ The hierarchical image models of the paper (Section 6.3) are those of the VampPr
 Welling, 2018), built from:
 
 * :class:`GatedDense` — ``h(x) · sigmoid(g(x))`` with two parallel linear maps;
-* :class:`GatedConv2d` — the same with two parallel convolutions of one geometry;
+* :class:`GatedConv2d` — the same with two parallel convolutions of one geometry (optionally run
+  as one fused map with twice the outputs: :func:`fast_paths`, issue 11);
 * :class:`MaskedConv2d` — the PixelCNN convolution with a type A or B mask, and :class:`PixelCNN`,
   the stack of masked convolutions of the PixelHVAE decoder;
 * :class:`GaussianHead` — a diagonal-Gaussian head: a linear mean and a linear log-variance
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +36,7 @@ from .errors import ConfigError, DataError
 
 __all__ = [
     "EVAL_CHUNK",
+    "FAST_PATHS",
     "GatedConv2d",
     "GatedDense",
     "GaussianHead",
@@ -44,13 +47,72 @@ __all__ = [
     "chunked_no_grad",
     "conv_output_size",
     "eval_mode",
+    "fast_paths",
     "he_normal_",
     "init_linear_he_",
+    "to_conv_layout",
 ]
 
 #: Rows (images) run at once when no gradient is needed (evaluation: the importance-sampled NLL
 #: decodes S·B latents; the conv decoders would otherwise hold S·B·64·H·W activations).
 EVAL_CHUNK = 256
+
+
+@dataclass
+class _FastPaths:
+    """Switches of the optional CPU paths of the image layers (issue 11), each kept on by default
+    only where bench/image.py measured a gain on the 2-core benchmark machine (docs/benchmarks.md,
+    "Image models and IS-NLL (issue 11)").
+
+    * ``fused_gates`` (off): a gated layer runs its two maps h and g as ONE linear/convolution with
+      twice the outputs (weights concatenated on the fly), then splits. The parameters stay two
+      tensors ``h``/``g`` (saved models, per-parameter gradient normalisation and the reference
+      weight mapping are unchanged); equal to the two-map form up to float rounding
+      (tests/test_fast_paths.py). Measured: no gain (±1%) on convHVAE / PixelHVAE training, 8%
+      slower with the VampPrior, so off.
+    * ``channels_last`` (on): the PixelCNN runs in channels-last (NHWC) memory format, oneDNN's
+      native layout (+11% on a PixelHVAE training step).
+    * ``gated_channels_last`` (off): the same for the gated conv stacks of convHVAE's encoder and
+      decoder (no gain, 7% slower with the VampPrior).
+    """
+
+    fused_gates: bool = False
+    channels_last: bool = True
+    gated_channels_last: bool = False
+
+
+#: The process-wide switches; change them with :func:`fast_paths`.
+FAST_PATHS = _FastPaths()
+
+
+@contextmanager
+def fast_paths(*, fused_gates: bool | None = None, channels_last: bool | None = None,
+               gated_channels_last: bool | None = None) -> Iterator[_FastPaths]:
+    """Temporarily set the switches of :data:`FAST_PATHS` (``None``: unchanged), e.g. ``with
+    fast_paths(fused_gates=True, gated_channels_last=True):``."""
+    saved = (FAST_PATHS.fused_gates, FAST_PATHS.channels_last, FAST_PATHS.gated_channels_last)
+    for name, value in (("fused_gates", fused_gates), ("channels_last", channels_last),
+                        ("gated_channels_last", gated_channels_last)):
+        if value is not None:
+            setattr(FAST_PATHS, name, bool(value))
+    try:
+        yield FAST_PATHS
+    finally:
+        (FAST_PATHS.fused_gates, FAST_PATHS.channels_last,
+         FAST_PATHS.gated_channels_last) = saved
+
+
+def to_conv_layout(x: Tensor, channels_last: bool | None = None) -> Tensor:
+    """``x`` (N, C, H, W) in channels-last memory format if ``channels_last`` (default:
+    ``FAST_PATHS.channels_last``); the values and shape are unchanged."""
+    if (FAST_PATHS.channels_last if channels_last is None else channels_last) and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _gate(y: Tensor, dim: int) -> Tensor:
+    h, g = y.chunk(2, dim=dim)
+    return h * torch.sigmoid(g)
 
 
 def he_normal_(linear: nn.Linear) -> nn.Linear:
@@ -90,6 +152,11 @@ class GatedDense(nn.Module):
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Tensor) -> Tensor:
+        if FAST_PATHS.fused_gates:
+            # one (in → 2·out) GEMM instead of two; the cat of the small weights is cheap
+            weight = torch.cat([self.h.weight, self.g.weight])
+            bias = torch.cat([self.h.bias, self.g.bias])
+            return _gate(F.linear(x, weight, bias), -1)
         return self.h(x) * torch.sigmoid(self.g(x))
 
 
@@ -111,6 +178,12 @@ class GatedConv2d(nn.Module):
         return conv_output_size(size, self.kernel_size, self.stride, self.padding)
 
     def forward(self, x: Tensor) -> Tensor:
+        if FAST_PATHS.fused_gates:
+            # one convolution with 2·out channels: a single oneDNN call and pass over x
+            weight = torch.cat([self.h.weight, self.g.weight])
+            bias = torch.cat([self.h.bias, self.g.bias])
+            h = self.h
+            return _gate(F.conv2d(x, weight, bias, h.stride, h.padding, h.dilation), 1)
         return self.h(x) * torch.sigmoid(self.g(x))
 
 
@@ -228,7 +301,7 @@ class PixelCNN(nn.Module):
     def forward(self, x: Tensor, maps: Tensor) -> Tensor:
         """Logits (N, x_channels, H, W) of every pixel given the pixels before it (teacher
         forcing)."""
-        h = torch.cat([x, maps], dim=1)
+        h = to_conv_layout(torch.cat([x, maps], dim=1))
         for block in self.blocks:
             h = block["post"](block["conv"](h))
         return self.out(h)

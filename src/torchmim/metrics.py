@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 from scipy.special import digamma
 from torch import Tensor
 
 from .errors import DataError
 from .models.latent_variable_model import LatentVariableModel
+from .threads import available_cores, torch_threads
 
 __all__ = [
     "active_units",
     "embed",
     "importance_sampled_nll",
     "knn_accuracy",
+    "ksg_method",
     "ksg_mutual_information",
     "latent_activity",
     "mutual_information",
@@ -89,15 +94,46 @@ def _eval_mode(model: LatentVariableModel) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- mutual information
+#: ``method="auto"`` uses brute force when N < N₀ · exp((d − d₀) / s), d = d_x + d_z, and the
+#: KD-tree otherwise: a KD-tree query costs ~ a^d (the cells it must open grow exponentially with
+#: the dimension) against N for all pairs, so the crossover dimension grows like log N. Fitted to
+#: the crossovers measured on correlated Gaussians on the 2-core benchmark machine (bench/ksg.py,
+#: docs/benchmarks.md "KSG and k-NN"): d ≈ 4.1, 5.3, 7.1 and 9.6 at N = 1k, 3k, 10k and 30k.
+#: So 2+2 dims use the tree from N = 1000 on, 5+3 use brute force up to N ≈ 12k, 6+6 up to
+#: N ≈ 150k, 10+10 and 20+20 at any practical N.
+KSG_AUTO_CROSSOVER = (1000.0, 4.0, 1.6)  # N₀, d₀, s
+#: Distance-matrix entries (float64) per row block of the brute-force path: 2^20 entries are 8 MiB
+#: per matrix, 25 MiB per worker with the three matrices and the mask; large enough that the
+#: per-block Python overhead (~50 µs) is about 1% of the block's work or less, small enough to bound
+#: memory at any N (a block is at least one row: 800 KB per matrix at N = 100,000).
+_KSG_BLOCK_ENTRIES = 1 << 20
+
+_KSG_METHODS = ("auto", "kdtree", "brute")
+_KSG_TREE_PARALLEL_MIN_N = 5000
+
+
 def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, standardize: bool = False,
-                           workers: int = 1) -> float:
+                           method: str = "auto", workers: int | None = None) -> float:
     """KSG estimate of I(x; z) in nats (Kraskov, Stögbauer & Grassberger 2004, algorithm 1):
 
         Î = ψ(k) + ψ(N) − ⟨ψ(n_x + 1) + ψ(n_z + 1)⟩,
 
     where ε_i is the max-norm distance from (x_i, z_i) to its k-th nearest neighbour in the joint
     space and n_x(i), n_z(i) count the points strictly closer than ε_i in each marginal space.
-    Neighbour searches use KD-trees (``scipy.spatial.cKDTree``), O(N log N), not all pairs.
+
+    Two exact implementations, which give the same ε_i, the same counts and hence the same float,
+    and a rule to choose between them:
+
+    * ``"kdtree"``: KD-trees (``scipy.spatial.cKDTree``), O(N log N) in low dimension. The
+      reference implementation.
+    * ``"brute"``: all pairs, in row blocks of bounded memory, on ``workers`` threads. O(N² d),
+      but a KD-tree degrades towards all pairs in high dimension (a query's ε-box overlaps ever
+      more cells, so they no longer prune) and pays its tree walk on top, so brute force is an
+      order of magnitude faster there (10,000 pairs in 20+20 dims: 10.6× in
+      docs/benchmarks.md).
+    * ``"auto"`` (default): whichever of the two is faster for N and d_x + d_z by a rule fitted
+      to measurements (:func:`ksg_method`, :data:`KSG_AUTO_CROSSOVER`): the KD-tree for 2+2 dims
+      from N = 1000 on, brute force for 20+20 dims at any N.
 
     Args:
         x, z: paired samples, shapes ``(N, d_x)`` and ``(N, d_z)`` (1-D arrays are one column;
@@ -109,8 +145,13 @@ def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, standardize: bool = Fa
             estimate biased low (docs/experiments.md, Fig. 5: MIM's codes have half the VAE's
             scale and the ordering of the two flips). The reference code does not standardise,
             hence the default.
-        workers: threads for the KD-tree queries (-1: all cores).
+        method: ``"auto"``, ``"kdtree"`` or ``"brute"`` (above); the estimate does not depend on it.
+        workers: threads (``None``: torch's intra-op thread count, which ``eval.threads`` sets;
+            -1: every core available to the process).
     """
+    if method not in _KSG_METHODS:
+        raise DataError(f"method must be one of {_KSG_METHODS}, got {method!r}")
+    threads = _ksg_workers(workers)
     xa, za = _as_2d_array(x, "x"), _as_2d_array(z, "z")
     n = xa.shape[0]
     if za.shape[0] != n:
@@ -119,12 +160,96 @@ def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, standardize: bool = Fa
         raise DataError(f"k must be between 1 and N - 1 = {n - 1}, got {k}")
     if standardize:
         xa, za = _unit_scale(xa), _unit_scale(za)
+    if method == "auto":
+        method = ksg_method(n, xa.shape[1], za.shape[1])
+    if method == "brute":
+        n_x, n_z = _ksg_counts_brute(xa, za, k, threads)
+    else:
+        # cKDTree starts its threads at every query: below a few thousand points that costs more
+        # than it saves (1,000 pairs in 2+2 dims: 5.4 ms on one thread, 5.7 ms on two)
+        n_x, n_z = _ksg_counts_kdtree(xa, za, k, threads if n >= _KSG_TREE_PARALLEL_MIN_N else 1)
+    return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_z + 1)))
+
+
+def ksg_method(n: int, d_x: int, d_z: int) -> str:
+    """The implementation ``ksg_mutual_information(method="auto")`` uses for N pairs of d_x + d_z
+    dimensions: ``"brute"`` below the measured crossover N₀ · exp((d_x + d_z − d₀) / s)
+    (:data:`KSG_AUTO_CROSSOVER`), ``"kdtree"`` from it on."""
+    n0, d0, scale = KSG_AUTO_CROSSOVER
+    return "brute" if n < n0 * math.exp((d_x + d_z - d0) / scale) else "kdtree"
+
+
+def _ksg_workers(workers: int | None) -> int:
+    if workers is None:
+        return torch.get_num_threads()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers == 0 or workers < -1:
+        raise DataError(f"workers must be a positive integer, -1 or None, got {workers!r}")
+    return available_cores() if workers == -1 else workers
+
+
+def _ksg_counts_kdtree(xa: np.ndarray, za: np.ndarray, k: int,
+                       workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """n_x, n_z with KD-trees: the (k+1)-th joint distance (the point itself is the first) and
+    the marginal points within the next float below it, i.e. strictly closer, less the point."""
     joint = np.hstack([xa, za])
     dist, _ = cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=workers)
     radius = np.nextafter(dist[:, k], 0)  # strictly closer than ε_i
     n_x = cKDTree(xa).query_ball_point(xa, radius, p=np.inf, return_length=True, workers=workers) - 1
     n_z = cKDTree(za).query_ball_point(za, radius, p=np.inf, return_length=True, workers=workers) - 1
-    return float(digamma(k) + digamma(n) - np.mean(digamma(n_x + 1) + digamma(n_z + 1)))
+    return n_x, n_z
+
+
+def _ksg_counts_brute(xa: np.ndarray, za: np.ndarray, k: int,
+                      workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """n_x, n_z from all pairs, row block by row block, with the KD-tree's exact semantics.
+
+    The marginal distances are scipy's ``cdist(metric="chebyshev")``: max_c |a_c − b_c| in float64,
+    the very operations of cKDTree's max-norm, so every ε_i and every comparison is bit-identical
+    (integer data, duplicates and ties included: the point itself is at distance 0 and is one of
+    the k + 1 smallest, as in the tree's query; the counts compare against the next float below
+    ε_i, as the tree's ``query_ball_point`` does). It is also the fastest exact kernel measured
+    here (half the time of ``torch.cdist(p=inf)``), and it releases the GIL, so the row blocks run
+    on plain threads: each takes the next block when it is done, which keeps both cores busy on a
+    shared machine where a static split (OpenMP) waits for a descheduled thread at every op.
+    """
+    n = xa.shape[0]
+    rows = max(1, min(n, _KSG_BLOCK_ENTRIES // n))
+    starts = iter(range(0, n, rows))
+    lock = threading.Lock()
+    n_x = np.empty(n, dtype=np.intp)
+    n_z = np.empty(n, dtype=np.intp)
+
+    def work() -> None:
+        dx, dz, dj = (np.empty((rows, n)) for _ in range(3))
+        below = np.empty((rows, n), dtype=bool)
+        while True:
+            with lock:
+                lo = next(starts, None)
+            if lo is None:
+                return
+            hi = min(lo + rows, n)
+            b = hi - lo
+            cdist(xa[lo:hi], xa, "chebyshev", out=dx[:b])
+            cdist(za[lo:hi], za, "chebyshev", out=dz[:b])
+            np.maximum(dx[:b], dz[:b], out=dj[:b])
+            # (k+1)-th smallest joint distance, the point itself (0) included; torch's top-k is
+            # 5× faster than np.partition here (8.9 against 45 ms per 256 × 10,000 block)
+            eps = torch.topk(torch.from_numpy(dj[:b]), k + 1, dim=1, largest=False).values[:, k]
+            radius = np.nextafter(eps.numpy(), 0)[:, None]  # strictly closer than ε_i
+            n_x[lo:hi] = np.count_nonzero(np.less_equal(dx[:b], radius, out=below[:b]), axis=1) - 1
+            n_z[lo:hi] = np.count_nonzero(np.less_equal(dz[:b], radius, out=below[:b]), axis=1) - 1
+
+    workers = max(1, min(workers, -(-n // rows)))
+    # one torch thread per worker: the workers are the parallelism (torch's own threads would
+    # oversubscribe the cores, 2 × 2 on two cores)
+    with torch_threads(1):
+        if workers == 1:
+            work()
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for f in [pool.submit(work) for _ in range(workers)]:
+                    f.result()
+    return n_x, n_z
 
 
 def _unit_scale(a: np.ndarray) -> np.ndarray:
@@ -183,8 +308,11 @@ def importance_sampled_nll(
 
         NLL = −mean_x [ logsumexp_s (log p(x|z_s) + log p(z_s) − log q(z_s|x)) − log S ],  z_s ∼ q(z|x).
 
-    Batched over test points (``batch_size``) and over samples (at most ``max_pairs`` decoder
-    evaluations at once, combined by a running logsumexp); no Python loop over points or samples.
+    Batched over test points (``batch_size``) and over samples (at most ``max_pairs`` pairs drawn at
+    once, combined by a running logsumexp; the decoder runs on cache-sized blocks of them, see
+    :meth:`~torchmim.models.LatentVariableModel.log_marginal_likelihood`); no Python loop over
+    points or samples. The encoder runs once per test point and p(z) once per call. With the same
+    ``seed``, ``batch_size`` and ``max_pairs`` the draws are those of torchmim 0.1's implementation.
     Returns the NLL (positive), not the log-likelihood.
     """
     xt = _model_input(model, x)
@@ -194,9 +322,14 @@ def importance_sampled_nll(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc=f"NLL (S={num_samples})", unit="batch", leave=False)
-    with _eval_mode(model), _seeded(seed, xt.device):
+    # inference mode (not only no_grad): no version counters or autograd metadata on the S·N
+    # decoder activations; p(z) is built once for all batches (a VampPrior encodes its K
+    # pseudo-inputs to build it)
+    with _eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device):
+        pz = model.prior()
         for b in batches:
-            total += float(model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs).sum())
+            total += float(model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs,
+                                                         pz=pz).sum())
     return -total / xt.shape[0]
 
 
@@ -258,7 +391,13 @@ def knn_accuracy(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 
         raise DataError(f"z_train and z_test have different widths {zt.shape[1]} and {zs.shape[1]}")
     if not 1 <= k <= len(zt):
         raise DataError(f"k must be between 1 and the number of training codes {len(zt)}, got {k}")
-    return float(KNeighborsClassifier(n_neighbors=k).fit(zt, yt).score(zs, ys))
+    # sklearn's "auto" is already the fastest of its algorithms at the paper's sizes (issue 11,
+    # docs/benchmarks.md "KSG and k-NN": 10k/50k training codes, 10k test, d = 2, 20, 80): it takes
+    # the KD-tree below 16 dims (brute force is 10-20× slower at d = 2) and brute force above
+    # (OpenMP-parallel distance blocks; the KD-tree is 7-10× slower at d = 80, the ball tree worse),
+    # and n_jobs=-1 gained nothing. Every algorithm gave the same predictions on that data.
+    clf = KNeighborsClassifier(n_neighbors=k, algorithm="auto")
+    return float(clf.fit(zt, yt).score(zs, ys))
 
 
 def posterior_variance(model: LatentVariableModel, x: Any, *, batch_size: int = 4096) -> Tensor:

@@ -37,6 +37,7 @@ from torch.distributions import Bernoulli, Independent
 from ..distributions.autoregressive import AutoregressiveBernoulli
 from ..distributions.hierarchical import HierarchicalDistribution
 from ..layers import (
+    FAST_PATHS,
     GatedConv2d,
     GatedDense,
     GaussianHead,
@@ -45,6 +46,7 @@ from ..layers import (
     check_latent,
     chunked_no_grad,
     conv_output_size,
+    to_conv_layout,
 )
 
 __all__ = [
@@ -117,7 +119,8 @@ class ConvHierarchicalEncoder(nn.Module):
 
     def _features(self, net: nn.Module, x: Tensor) -> Tensor:
         lead = x.shape[:-3]
-        return net(x.reshape(-1, *self.x_shape)).reshape(*lead, -1)
+        x = to_conv_layout(x.reshape(-1, *self.x_shape), FAST_PATHS.gated_channels_last)
+        return net(x).reshape(*lead, -1)
 
     def top_posterior(self, x: Tensor) -> Independent:
         """q(z2 | x)."""
@@ -163,7 +166,8 @@ class ConvHVAEDecoder(nn.Module):
     def _logits(self, z: Tensor) -> Tensor:
         z1, z2 = z[:, : self.z1_dim], z[:, self.z1_dim:]
         h = self.p_x_joint(torch.cat([self.p_x_z1(z1), self.p_x_z2(z2)], dim=-1))
-        return self.p_x_logits(self.p_x_convs(h.reshape(-1, *self.x_shape)))
+        h = to_conv_layout(h.reshape(-1, *self.x_shape), FAST_PATHS.gated_channels_last)
+        return self.p_x_logits(self.p_x_convs(h))
 
     def logits(self, z: Tensor) -> Tensor:
         """Bernoulli logits, shape z.shape[:-1] + x_shape."""

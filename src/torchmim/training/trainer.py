@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..allocator import keep_freed_memory
 from ..config import to_dict
 from ..data.loading import as_dataloader, batch_x, check_finite
 from ..distributions.priors import Prior
@@ -339,6 +340,7 @@ class Trainer:
                 from that checkpoint (which must exist).
         """
         cfg = self.config
+        keep_freed_memory()  # glibc: keep freed activation buffers for the next step (issue 11)
         threads = resolve_threads(cfg.threads, self.model, where="train.threads")
         loaded = False
         if resume:

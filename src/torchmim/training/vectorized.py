@@ -64,6 +64,7 @@ from torch import Tensor
 from torch.optim.adam import adam as _adam
 from torch.utils.data import Dataset, TensorDataset
 
+from ..allocator import keep_freed_memory
 from ..config import to_dict
 from ..data.loading import as_tensor, batch_x, check_finite
 from ..errors import CheckpointError, ConfigError, DataError, TorchMIMError, TrainingDivergedError
@@ -471,6 +472,7 @@ class VectorizedTrainer:
         m = len(self.members)
         if len(train_data) != m or (val_data is not None and len(val_data) != m):
             raise ConfigError(f"a group of {m} members needs {m} training (and validation) sets")
+        keep_freed_memory()  # as Trainer.fit: glibc keeps freed buffers for the next step
         if resume:
             for i, s in enumerate(self.members):
                 path = s.out_dir / "checkpoint.pt" if s.out_dir is not None else None

@@ -1,0 +1,226 @@
+"""The fast CPU paths of issue 11 against the plain implementation they replace.
+
+* fused gated layers (one conv / linear with 2·out outputs, then split) and channels-last conv
+  stacks: same values and gradients as the two-map, NCHW form (``torchmim.layers.fast_paths``);
+* the blocked importance-sampled NLL with p(z) built once per call: the same estimate, on the same
+  random stream, as torchmim 0.1's implementation (copied below as ``_nll_0_1``);
+* the glibc allocator setting: applied once, a no-op when opted out.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import torchmim as tm
+from torchmim.layers import FAST_PATHS, GatedConv2d, GatedDense, fast_paths, to_conv_layout
+
+from .helpers import tiny
+
+PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False}
+FAST = {"fused_gates": True, "channels_last": True, "gated_channels_last": True}
+TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
+def _value_and_grads(module: torch.nn.Module, x: torch.Tensor, **switches):
+    x = x.detach().clone().requires_grad_()
+    with fast_paths(**switches):
+        y = module(x)
+    # a weighting that is not symmetric in the outputs, so a swapped h/g or channel shows up
+    w = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+    grads = torch.autograd.grad((y * w).sum(), [x, *module.parameters()])
+    return y.detach(), grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_gated_dense_equals_two_linears(dtype):
+    torch.manual_seed(0)
+    layer = GatedDense(7, 5).to(dtype)
+    x = torch.randn(3, 4, 7, dtype=dtype)  # extra leading dimensions, as nn.Linear
+    y0, g0 = _value_and_grads(layer, x, **PLAIN)
+    y1, g1 = _value_and_grads(layer, x, **FAST)
+    assert y1.shape == (3, 4, 5)
+    torch.testing.assert_close(y1, y0, rtol=TOL[dtype], atol=TOL[dtype])
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("geometry", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (7, 1, 3)])
+def test_fused_channels_last_gated_conv_equals_two_convs(dtype, geometry):
+    torch.manual_seed(0)
+    k, s, p = geometry
+    layer = GatedConv2d(3, 6, k, s, p).to(dtype)
+    x = torch.randn(4, 3, 12, 12, dtype=dtype)
+    y0, g0 = _value_and_grads(layer, x, **PLAIN)
+    for switches in (FAST, {**FAST, "channels_last": False}):
+        with fast_paths(**switches):
+            xin = to_conv_layout(x)
+        assert xin.is_contiguous(memory_format=torch.channels_last) == switches["channels_last"]
+        y1, g1 = _value_and_grads(layer, xin, **switches)
+        torch.testing.assert_close(y1, y0, rtol=TOL[dtype], atol=TOL[dtype])
+        for a, b in zip(g1, g0, strict=True):
+            torch.testing.assert_close(a, b, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_fast_paths_switches_restore_and_defaults():
+    # defaults: what bench/image.py measured as a gain (docs/benchmarks.md, issue 11)
+    assert (FAST_PATHS.fused_gates, FAST_PATHS.channels_last,
+            FAST_PATHS.gated_channels_last) == (False, True, False)
+    with fast_paths(fused_gates=True):
+        assert FAST_PATHS.fused_gates and FAST_PATHS.channels_last
+        with fast_paths(channels_last=False, gated_channels_last=True):
+            assert not FAST_PATHS.channels_last and FAST_PATHS.gated_channels_last
+        assert FAST_PATHS.channels_last and not FAST_PATHS.gated_channels_last
+    assert not FAST_PATHS.fused_gates
+
+
+def test_state_dict_keys_unchanged_by_fusion():
+    """The fusion is on the fly: saved models keep the h/g parameters (old files load, new files
+    load in torchmim 0.1, and per-parameter gradient normalisation is unchanged)."""
+    keys = set(GatedConv2d(2, 3, 3).state_dict())
+    assert keys == {"h.weight", "h.bias", "g.weight", "g.bias"}
+    assert set(GatedDense(2, 3).state_dict()) == {"h.weight", "h.bias", "g.weight", "g.bias"}
+
+
+@pytest.mark.parametrize("name,prior,objective", [
+    ("convhvae", "normal", "vae"), ("convhvae", "vampprior", "mim"),
+    ("pixelhvae", "normal", "amim"), ("image-mlp", "vampprior", "mim"),
+])
+def test_image_model_losses_and_gradients_equal_plain(name, prior, objective):
+    """A whole training loss and every parameter's gradient, fast vs plain (float64, same noise);
+    the 28×28 shape of the paper's models so that the real conv geometries run."""
+    torch.manual_seed(0)
+    model = tiny(name, x_shape=(1, 28, 28), prior=prior).double().train()
+    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3, dtype=torch.float64))
+    model.initialize_from_data(x)
+    f = tm.get_objective(objective)
+    results = []
+    for switches in (PLAIN, FAST):
+        torch.manual_seed(1)
+        with fast_paths(**switches):
+            loss = f(model, x, 1.0).loss
+        results.append((loss.detach(), torch.autograd.grad(loss, list(model.parameters()),
+                                                           allow_unused=True)))
+    (l0, g0), (l1, g1) = results
+    torch.testing.assert_close(l1, l0, rtol=1e-12, atol=1e-10)
+    for a, b in zip(g1, g0, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_channels_last_decoder_logits_equal_and_shaped():
+    torch.manual_seed(0)
+    model = tiny("convhvae", x_shape=(2, 28, 28)).eval()
+    z = torch.randn(3, 4, 5)
+    with fast_paths(**PLAIN):
+        a = model.decoder.logits(z)
+    with fast_paths(**FAST):
+        b = model.decoder.logits(z)
+    assert b.shape == a.shape == (3, 4, 2, 28, 28)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------- IS-NLL
+def _nll_0_1(model, x, num_samples, *, batch_size=256, max_pairs=65536, seed=0):
+    """torchmim 0.1's importance_sampled_nll / log_marginal_likelihood, verbatim in substance: p(z)
+    rebuilt for every batch, the decoder on all pairs of a chunk at once, autograd off."""
+    xt = model.prepare_x(x)
+    total = 0.0
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for i in range(0, xt.shape[0], batch_size):
+                b = xt[i:i + batch_size]
+                qz_x = model.posterior(b)
+                pz = model.prior()
+                n = b.shape[0]
+                chunk = max(1, min(num_samples, max_pairs // n))
+                acc = torch.full((n,), -math.inf, dtype=b.dtype)
+                done = 0
+                while done < num_samples:
+                    s = min(chunk, num_samples - done)
+                    z = qz_x.sample((s,))
+                    z_flat = z.reshape((s * n,) + model.z_shape)
+                    x_rep = b.unsqueeze(0).expand((s,) + tuple(b.shape)).reshape(
+                        (s * n,) + model.x_shape)
+                    log_px_z = model.decoder(z_flat).log_prob(x_rep).reshape(s, n)
+                    log_w = log_px_z + pz.log_prob(z) - qz_x.log_prob(z)
+                    acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+                    done += s
+                total += float((acc - math.log(num_samples)).sum())
+    finally:
+        model.train(was)
+    return -total / xt.shape[0]
+
+
+@pytest.mark.parametrize("name,prior", [
+    ("toy", "normal"), ("convhvae", "normal"), ("convhvae", "vampprior"), ("pixelhvae", "normal"),
+])
+def test_nll_equals_0_1_implementation_on_the_same_stream(name, prior):
+    """Same seed → the same draws: the blocked estimate (several decoder blocks per chunk, several
+    chunks, several batches sharing one p(z)) equals the old one up to float rounding."""
+    torch.manual_seed(0)
+    if name == "toy":
+        model = tm.MLPModelConfig(hidden=16).build()
+        x, _ = tm.paper_2d_mixture().sample(37, seed=0)
+        x = torch.as_tensor(x, dtype=torch.float32)
+    else:
+        model = tiny(name, prior=prior)
+        x = torch.bernoulli(torch.full((9, 1, 8, 8), 0.4))
+        model.initialize_from_data(x)
+    kwargs = {"batch_size": 4, "max_pairs": 40}  # 10 samples per chunk, 3 batches
+    old = _nll_0_1(model, x, 23, **kwargs)
+    with fast_paths(**FAST):
+        new = tm.metrics.importance_sampled_nll(model, x, 23, **kwargs)
+    # block_pairs 12 → 3 samples per decoder call: blocks that do not divide the chunks
+    lml = model.log_marginal_likelihood
+    model.log_marginal_likelihood = lambda *a, **k: lml(*a, block_pairs=12, **k)
+    try:
+        blocked = tm.metrics.importance_sampled_nll(model, x, 23, **kwargs)
+    finally:
+        del model.log_marginal_likelihood
+    assert math.isfinite(old)
+    assert new == pytest.approx(old, rel=1e-6, abs=1e-5)
+    assert blocked == pytest.approx(old, rel=1e-6, abs=1e-5)
+
+
+def test_nll_builds_the_prior_once_per_call(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny("convhvae", prior="vampprior")
+    calls = []
+    forward = type(model.prior).forward
+    monkeypatch.setattr(type(model.prior), "forward",
+                        lambda self: calls.append(1) or forward(self))
+    tm.metrics.importance_sampled_nll(model, torch.bernoulli(torch.full((10, 1, 8, 8), 0.5)), 5,
+                                      batch_size=3)
+    assert len(calls) == 1
+
+
+def test_log_marginal_likelihood_rejects_bad_block():
+    model = tm.MLPModelConfig(hidden=4).build()
+    with pytest.raises(ValueError, match="block_pairs"):
+        model.log_marginal_likelihood(torch.zeros(2, 2), 3, block_pairs=0)
+
+
+# --------------------------------------------------------------------------------------- allocator
+def test_allocator_setting_applied_once_and_opt_out():
+    from torchmim import allocator
+
+    first = allocator.keep_freed_memory()
+    assert allocator.keep_freed_memory() is first  # idempotent, cached
+    if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert first  # glibc: mallopt accepted both settings
+    code = "from torchmim.allocator import keep_freed_memory as k; print(k())"
+    env = {**os.environ, "TORCHMIM_DEFAULT_MALLOC": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
