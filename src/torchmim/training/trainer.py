@@ -20,7 +20,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -429,25 +429,17 @@ class Trainer:
             raise TrainingDivergedError(f"non-finite validation loss at epoch {epoch}; the last good "
                                         f"checkpoint (epoch {self.epoch}) was left intact")
         # Early stopping and best-model selection only once β = 1 (the counter is idle in warm-up).
-        improved = False
-        if beta >= 1.0 or not self.objective.uses_beta:
-            if val_loss < self.best_val:
-                self.best_val, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-                self.best_state = copy.deepcopy(self.model.state_dict())
-                improved = True
-            else:
-                self.bad_epochs += 1
-            if (cfg.early_stopping and self.bad_epochs > cfg.effective_patience
-                    and self.steps >= cfg.min_steps):
-                self.stopped_early = True
-                if self.steps < FEW_STEPS:
-                    warnings.warn(
-                        f"early stopping ended training at epoch {epoch} after only {self.steps} "
-                        f"gradient steps ({self.steps // epoch} per epoch): the validation loss at "
-                        f"β = 1 did not improve for {self.bad_epochs} epochs (patience "
-                        f"{cfg.effective_patience}); if the model is under-trained, raise "
-                        "train.min_steps or train.patience, or set train.early_stopping=false",
-                        UserWarning, stacklevel=2)
+        improved, stopped = select_and_stop(
+            self, val_loss, epoch, cfg, selecting=beta >= 1.0 or not self.objective.uses_beta,
+            snapshot=lambda: copy.deepcopy(self.model.state_dict()))
+        if stopped and self.steps < FEW_STEPS:
+            warnings.warn(
+                f"early stopping ended training at epoch {epoch} after only {self.steps} "
+                f"gradient steps ({self.steps // epoch} per epoch): the validation loss at "
+                f"β = 1 did not improve for {self.bad_epochs} epochs (patience "
+                f"{cfg.effective_patience}); if the model is under-trained, raise "
+                "train.min_steps or train.patience, or set train.early_stopping=false",
+                UserWarning, stacklevel=2)
         self.epoch = epoch
         logs = {"epoch": epoch, "beta": beta, "lr": lr, "train_loss": train_logs.pop("loss"),
                 "val_loss": val_loss, "best": improved, "steps": self.steps,
@@ -461,6 +453,32 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, logs)
 
+
+
+def select_and_stop(state: Any, val_loss: float, epoch: int, cfg: TrainerConfig, *, selecting: bool,
+                    snapshot: Callable[[], dict[str, Tensor]]) -> tuple[bool, bool]:
+    """One epoch of best-model selection and early stopping, the rule shared by :class:`Trainer` and
+    the vectorised trainer's members (``state`` has ``best_val``, ``best_epoch``, ``best_state``,
+    ``bad_epochs``, ``steps`` and ``stopped_early``).
+
+    Only while ``selecting`` (β = 1, or an objective without β): a lower ``val_loss`` becomes the
+    best (its weights taken by ``snapshot()``), otherwise the patience counter grows; training stops
+    once it exceeds the patience and at least ``cfg.min_steps`` gradient steps were made. Returns
+    (whether this epoch is the new best, whether it stopped training).
+    """
+    if not selecting:
+        return False, False
+    improved = val_loss < state.best_val
+    if improved:
+        state.best_val, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
+        state.best_state = snapshot()
+    else:
+        state.bad_epochs += 1
+    stopped = (cfg.early_stopping and state.bad_epochs > cfg.effective_patience
+               and state.steps >= cfg.min_steps)
+    if stopped:
+        state.stopped_early = True
+    return improved, stopped
 
 def _has_data_init(model: LatentVariableModel) -> bool:
     """Whether ``model.initialize_from_data`` would do anything: the model or one of its modules

@@ -77,7 +77,7 @@ from ..objectives.mim import mim_per_sample
 from ..schedules import beta_warmup, lr_warmup_factor
 from ..seeding import derive_seed
 from ..threads import SMALL_MODEL_PARAMETERS, default_threads, resolve_threads, torch_threads
-from .trainer import FEW_STEPS, TrainerConfig, _has_data_init, resolve_device
+from .trainer import FEW_STEPS, TrainerConfig, _has_data_init, resolve_device, select_and_stop
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import RunConfig, RunResult
@@ -601,22 +601,14 @@ class VectorizedTrainer:
             s.error = (f"TrainingDivergedError: non-finite validation loss at epoch {epoch}; the "
                        f"last good checkpoint (epoch {s.epoch}) was left intact")
             return
-        improved = False
-        if beta >= 1.0 or not s.objective.uses_beta:
-            if val_loss < s.best_val:
-                s.best_val, s.best_epoch, s.bad_epochs = val_loss, epoch, 0
-                s.best_state = self.member_state(i)
-                improved = True
-            else:
-                s.bad_epochs += 1
-            if (cfg.early_stopping and s.bad_epochs > cfg.effective_patience
-                    and s.steps >= cfg.min_steps):
-                s.stopped_early = True
-                if s.steps < FEW_STEPS:
-                    warnings.warn(
-                        f"early stopping ended member {i} (seed {s.seed}) at epoch {epoch} after "
-                        f"only {s.steps} gradient steps; raise train.min_steps or train.patience "
-                        "if it is under-trained", UserWarning, stacklevel=3)
+        improved, stopped = select_and_stop(
+            s, val_loss, epoch, cfg, selecting=beta >= 1.0 or not s.objective.uses_beta,
+            snapshot=lambda: self.member_state(i))
+        if stopped and s.steps < FEW_STEPS:
+            warnings.warn(
+                f"early stopping ended member {i} (seed {s.seed}) at epoch {epoch} after "
+                f"only {s.steps} gradient steps; raise train.min_steps or train.patience "
+                "if it is under-trained", UserWarning, stacklevel=3)
         s.epoch = epoch
         logs = {"epoch": epoch, "beta": beta, "lr": lr, "train_loss": train.pop("loss"),
                 "val_loss": val_loss, "best": improved, "steps": s.steps, "seconds": seconds}
