@@ -78,7 +78,7 @@ def test_early_stopping_rule_and_best_model():
     counter is idle during warm-up; the best-validation weights are restored."""
     trainer = _trainer(epochs=40, objective="vae", patience=1, lr=0.05, min_steps=0)
     x, _ = _data()
-    with pytest.warns(UserWarning, match="early stopping ended training"):  # < 1000 steps
+    with pytest.warns(UserWarning, match="early stopping ended training"):  # < FEW_STEPS steps
         history = trainer.fit(x, _data(256, seed=1)[0])
     best = min((h for h in history if h["beta"] >= 1), key=lambda h: h["val_loss"])
     assert trainer.best_epoch == best["epoch"]
