@@ -23,6 +23,16 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny models: intra-op threads only add overhead (much of it when the cores
+    are shared), so the module runs single-threaded and the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

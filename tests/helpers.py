@@ -71,3 +71,14 @@ def tiny(name: str, x_shape=(1, 8, 8), prior: str = "normal", prior_options: dic
     """A tiny model of architecture ``name`` (z1 = 3, z2 = 2; one-level z = 3); a VampPrior gets
     K = 5 pseudo-inputs unless ``prior_options`` say otherwise."""
     return build_model(tiny_config(name, x_shape, prior, prior_options, **overrides))
+
+
+def binary_images(n: int, x_shape=(1, 8, 8), seed: int = 0) -> torch.Tensor:
+    """Two noisy prototypes (a bar and its complement), binarised."""
+    g = torch.Generator().manual_seed(seed)
+    proto = torch.zeros(x_shape)
+    proto[..., : x_shape[-2] // 2, :] = 1
+    labels = torch.randint(0, 2, (n, 1, 1, 1), generator=g).float()
+    p = labels * proto + (1 - labels) * (1 - proto)
+    p = 0.1 + 0.8 * p
+    return torch.bernoulli(p.expand(n, *x_shape), generator=g)

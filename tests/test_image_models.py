@@ -25,30 +25,12 @@ from torchmim.layers import GatedConv2d, GatedDense, MaskedConv2d, PixelCNN, pix
 from torchmim.models import ConvHVAEConfig, ImageMLPConfig, PixelHVAEConfig
 from torchmim.models.hvae_networks import ConvHierarchicalEncoder
 
-from .helpers import tiny
+from .helpers import binary_images, tiny
 
 ARCHS = ["convhvae", "pixelhvae", "image-mlp"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The models here are tiny: intra-op threads only add overhead (much of it when the cores are
-    shared), so this module runs single-threaded and restores the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def binary_images(n: int, x_shape=(1, 8, 8), seed: int = 0) -> torch.Tensor:
-    """Two noisy prototypes (a bar and its complement), binarised."""
-    g = torch.Generator().manual_seed(seed)
-    proto = torch.zeros(x_shape)
-    proto[..., : x_shape[-2] // 2, :] = 1
-    labels = torch.randint(0, 2, (n, 1, 1, 1), generator=g).float()
-    p = labels * proto + (1 - labels) * (1 - proto)
-    p = 0.1 + 0.8 * p
-    return torch.bernoulli(p.expand(n, *x_shape), generator=g)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise_batch_norm(module: nn.Module) -> None:

@@ -32,24 +32,13 @@ from torchmim.errors import ConfigError
 from torchmim.models import ConvHVAEConfig, ImageMLPConfig, ModelConfig
 from torchmim.registry import Registry
 
-from .helpers import tiny, tiny_config
+from .helpers import binary_images, tiny, tiny_config
 
 LEGACY = Path(__file__).parent / "data" / "legacy_v0_1"
 REFERENCE = json.loads((LEGACY / "reference.json").read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: intra-op threads only add overhead on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def binary_images(n: int, x_shape=(1, 8, 8), seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.bernoulli(torch.full((n, *x_shape), 0.4), generator=g)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_every_parameter_has_a_gradient(model: nn.Module) -> None:
