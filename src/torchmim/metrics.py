@@ -29,6 +29,7 @@ from scipy.special import digamma
 from torch import Tensor
 
 from .errors import DataError
+from .layers import eval_mode
 from .models.latent_variable_model import LatentVariableModel
 from .threads import available_cores, torch_threads
 
@@ -80,17 +81,6 @@ def _model_input(model: LatentVariableModel, x: Any, name: str = "x") -> Tensor:
 def _batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
     for i in range(0, x.shape[0], batch_size):
         yield x[i : i + batch_size]
-
-
-@contextlib.contextmanager
-def _eval_mode(model: LatentVariableModel) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------- mutual information
@@ -325,7 +315,7 @@ def importance_sampled_nll(
     # inference mode (not only no_grad): no version counters or autograd metadata on the S·N
     # decoder activations; p(z) is built once for all batches (a VampPrior encodes its K
     # pseudo-inputs to build it)
-    with _eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device):
+    with eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device):
         pz = model.prior()
         for b in batches:
             total += float(model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs,
@@ -407,7 +397,7 @@ def posterior_variance(model: LatentVariableModel, x: Any, *, batch_size: int = 
     towards the floor.
     """
     xt = _model_input(model, x)
-    with _eval_mode(model):
+    with eval_mode(model), torch.no_grad():
         var = torch.cat([model.posterior(b).variance.reshape(b.shape[0], -1)
                          for b in _batches(xt, batch_size)])
     return var.mean(0).cpu()

@@ -25,6 +25,7 @@ from torch.distributions import Distribution
 from ..distributions.marginal import MarginalDataPrior
 from ..distributions.priors import Path, Prior
 from ..errors import DataError
+from ..layers import eval_mode
 
 if TYPE_CHECKING:  # pragma: no cover
     from .configs import ModelConfig
@@ -196,13 +197,8 @@ class LatentVariableModel(nn.Module):
         if grad:
             yield
             return
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.train(was_training)
+        with eval_mode(self), torch.no_grad():
+            yield
 
     @staticmethod
     def _draw(dist: Distribution, sample: bool, grad: bool) -> Tensor:
