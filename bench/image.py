@@ -49,8 +49,10 @@ import torchmim as tm
 from torchmim.layers import fast_paths
 
 HERE = Path(__file__).resolve().parent
-PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False}
-FAST = {"fused_gates": False, "channels_last": True, "gated_channels_last": False}  # the defaults
+PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False,
+         "folded_tanh": False}
+FAST = {"fused_gates": False, "channels_last": True, "gated_channels_last": False,
+        "folded_tanh": True}  # the defaults
 
 
 def interleave(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int = 1

@@ -4,6 +4,8 @@
   stacks: same values and gradients as the two-map, NCHW form (``torchmim.layers.fast_paths``);
 * the blocked importance-sampled NLL with p(z) built once per call: the same estimate, on the same
   random stream, as torchmim 0.1's implementation (copied below as ``_nll_0_1``);
+* the folded-tanh MLP (sigmoid units, factors folded into the weights) used without autograd:
+  the same function as the tanh network;
 * the glibc allocator setting: applied once, a no-op when opted out.
 """
 
@@ -22,8 +24,10 @@ from torchmim.layers import FAST_PATHS, GatedConv2d, GatedDense, fast_paths, to_
 
 from .helpers import tiny
 
-PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False}
-FAST = {"fused_gates": True, "channels_last": True, "gated_channels_last": True}
+PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False,
+         "folded_tanh": False}
+FAST = {"fused_gates": True, "channels_last": True, "gated_channels_last": True,
+        "folded_tanh": True}
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 
 
@@ -71,13 +75,56 @@ def test_fused_channels_last_gated_conv_equals_two_convs(dtype, geometry):
 def test_fast_paths_switches_restore_and_defaults():
     # defaults: what bench/image.py measured as a gain (docs/benchmarks.md, issue 11)
     assert (FAST_PATHS.fused_gates, FAST_PATHS.channels_last,
-            FAST_PATHS.gated_channels_last) == (False, True, False)
+            FAST_PATHS.gated_channels_last, FAST_PATHS.folded_tanh) == (False, True, False, True)
     with fast_paths(fused_gates=True):
         assert FAST_PATHS.fused_gates and FAST_PATHS.channels_last
         with fast_paths(channels_last=False, gated_channels_last=True):
             assert not FAST_PATHS.channels_last and FAST_PATHS.gated_channels_last
         assert FAST_PATHS.channels_last and not FAST_PATHS.gated_channels_last
     assert not FAST_PATHS.fused_gates
+    with fast_paths(folded_tanh=False):
+        assert not FAST_PATHS.folded_tanh
+    assert FAST_PATHS.folded_tanh
+
+
+# --------------------------------------------------------------------------------- folded tanh
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
+    """Without autograd a tanh MLP runs with sigmoid units and folded weights; it must be the same
+    function (a wrong fold — e.g. 2W instead of 4W for a middle layer, or a missing −W·1 bias
+    shift — is off by O(1), far above these tolerances)."""
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    net = MLP(3, 5, hidden=40, depth=depth).to(dtype)
+    with torch.no_grad():  # larger weights than the init, so every unit's tanh is far from linear
+        for p in net.parameters():
+            p.mul_(3)
+    x = torch.randn(4, 6, 3, dtype=dtype)  # leading dimensions as nn.Linear allows
+    with torch.no_grad():
+        with fast_paths(folded_tanh=False):
+            plain = net(x)
+        with fast_paths(folded_tanh=True):
+            folded = net(x)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(folded, plain, rtol=tol, atol=tol)
+    # with autograd the plain tanh layers run (the fold is not differentiated through)
+    y = net(x)
+    assert y.requires_grad
+    torch.testing.assert_close(y.detach(), plain, rtol=0, atol=0)
+
+
+def test_folded_tanh_only_for_tanh_networks():
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    assert MLP(2, 2, hidden=8)._tanh and not MLP(2, 2, hidden=8, activation="swish")._tanh
+    assert not MLP(2, 2, depth=0)._tanh  # a single linear map: nothing to fold
+    net = MLP(2, 3, hidden=8, activation="swish")
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), net[2](torch.nn.functional.silu(net[0](x))))
 
 
 def test_state_dict_keys_unchanged_by_fusion():
@@ -178,7 +225,8 @@ def test_nll_equals_0_1_implementation_on_the_same_stream(name, prior):
         x = torch.bernoulli(torch.full((9, 1, 8, 8), 0.4))
         model.initialize_from_data(x)
     kwargs = {"batch_size": 4, "max_pairs": 40}  # 10 samples per chunk, 3 batches
-    old = _nll_0_1(model, x, 23, **kwargs)
+    with fast_paths(**PLAIN):
+        old = _nll_0_1(model, x, 23, **kwargs)
     with fast_paths(**FAST):
         new = tm.metrics.importance_sampled_nll(model, x, 23, **kwargs)
     # block_pairs 12 → 3 samples per decoder call: blocks that do not divide the chunks

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
+from .layers import FAST_PATHS
 from .registry import Registry
 
 __all__ = ["ACTIVATIONS", "MLP", "activation"]
@@ -56,6 +59,28 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
         self.in_features, self.out_features = in_features, out_features
+        self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self._tanh and FAST_PATHS.folded_tanh and not torch.is_grad_enabled():
+            return self._folded_forward(x)
         return super().forward(x)
+
+    def _folded_forward(self, x: Tensor) -> Tensor:
+        """The same function with sigmoid units: tanh(u) = 2·sigmoid(2u) − 1, the factors folded
+        into the weights (a hidden layer after a tanh layer gets 4W and 2(b − W·1), the output
+        layer 2W and b − W·1). One pass over each hidden activation instead of a tanh, whose CPU
+        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only:
+        the weights are rebuilt on every call, outside autograd."""
+        linears = list(self)[0::2]
+        h = x
+        for i, layer in enumerate(linears):
+            w, b = layer.weight, layer.bias
+            if i > 0:  # the input is 2s − 1 with s = sigmoid(2u): fold the affine map into w, b
+                b = b - w.sum(1)
+                w = 2 * w
+            if i < len(linears) - 1:  # a sigmoid unit of 2u
+                h = F.linear(h, 2 * w, 2 * b).sigmoid_()
+            else:
+                h = F.linear(h, w, b)
+        return h
