@@ -8,11 +8,21 @@ that lists the known names and suggests the closest one.
 A renamed entry keeps its old name as an *alias* (:meth:`Registry.alias`), so configs and saved
 models written before the rename still load; an alias resolves to the entry but is never written
 back (:meth:`Registry.name_of` and :meth:`Registry.canonical` give the registered name).
+
+Plugins: a package registers its own data sets, priors, networks or objectives by declaring an
+entry point in the group ``torchmim.plugins`` (``[project.entry-points."torchmim.plugins"]
+mine = "mypkg.torchmim_plugin"``; a ``module:function`` value is imported and called). The command
+line enables them (:func:`enable_plugins`), and the first registry lookup then imports them all
+(:func:`load_plugins`), together with the modules named in ``$TORCHMIM_IMPORT`` (what
+``torchmim --import MODULE`` sets, so that a sweep's worker processes import them too). In Python,
+call :func:`load_plugins` or import the module.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -20,7 +30,59 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "suggest"]
+__all__ = ["PLUGIN_GROUP", "Registry", "enable_plugins", "load_plugins", "suggest"]
+
+#: The entry-point group of torchmim plugins.
+PLUGIN_GROUP = "torchmim.plugins"
+#: Environment variables: ``TORCHMIM_PLUGINS=1`` enables plugin loading (inherited by worker
+#: processes); ``TORCHMIM_IMPORT`` lists modules (comma-separated) to import with the plugins.
+PLUGINS_ENV, IMPORT_ENV = "TORCHMIM_PLUGINS", "TORCHMIM_IMPORT"
+_plugin_state = {"loaded": False}
+
+
+def enable_plugins() -> None:
+    """Let the first registry lookup load the plugins (the CLI calls this; so do its workers,
+    through the environment)."""
+    os.environ[PLUGINS_ENV] = "1"
+
+
+def _import(name: str, what: str) -> object:
+    try:
+        return importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - a plugin may fail in any way; say which one
+        raise ConfigError(f"{what} {name!r} failed to import: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def load_plugins() -> list[str]:
+    """Import every ``torchmim.plugins`` entry point (calling it when it names a function) and
+    every module of ``$TORCHMIM_IMPORT``, once per process; returns what was loaded. A plugin
+    that fails is a one-line :class:`ConfigError` naming it."""
+    from importlib.metadata import entry_points
+
+    if _plugin_state["loaded"]:
+        return []
+    _plugin_state["loaded"] = True  # first, so that lookups made by a plugin do not recurse
+    done = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        module, _, attr = ep.value.partition(":")
+        obj = _import(module.strip(), f"plugin {ep.name!r}: module")
+        if attr:
+            for part in attr.strip().split("."):
+                obj = getattr(obj, part, None)
+            if not callable(obj):
+                raise ConfigError(f"plugin {ep.name!r}: {ep.value!r} is not a function")
+            obj()
+        done.append(ep.name)
+    for name in filter(None, (n.strip() for n in os.environ.get(IMPORT_ENV, "").split(","))):
+        _import(name, "module")
+        done.append(name)
+    return done
+
+
+def _autoload() -> None:
+    if not _plugin_state["loaded"] and os.environ.get(PLUGINS_ENV) == "1":
+        load_plugins()
 
 
 def suggest(name: str, choices: list[str]) -> str:
@@ -78,6 +140,7 @@ class Registry(Generic[T]):
         an unknown name raises :class:`ConfigError` listing the known names."""
         if not isinstance(name, str):
             raise ConfigError(f"{self.kind} name must be a string, got {type(name).__name__}")
+        _autoload()
         key = self._aliases.get(name.lower(), name.lower())
         if key not in self._entries:
             known = self.names()
@@ -102,6 +165,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Sorted registered names (aliases left out)."""
+        _autoload()
         return sorted(self._entries)
 
     def name_of(self, obj: object) -> str:
@@ -112,6 +176,7 @@ class Registry(Generic[T]):
         raise ConfigError(f"{obj!r} is not a registered {self.kind}")
 
     def __contains__(self, name: object) -> bool:
+        _autoload()
         return isinstance(name, str) and (name.lower() in self._entries
                                           or name.lower() in self._aliases)
 

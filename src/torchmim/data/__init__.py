@@ -2,6 +2,7 @@
 
 from .base import DATASETS, DataConfig, DataSplits
 from .download import REMOTE_FILES, RemoteFile, cache_dir, download_url, fetch, md5sum
+from .files import ArrayDataConfig, FileDataConfig, from_arrays, read_table
 from .idx import read_idx, write_idx
 from .images import (
     FASHION_MNIST_CLASSES,
@@ -25,8 +26,15 @@ from .toy import (
     paper_2d_mixture,
     paper_20d_mixture,
 )
+from .transform import DataTransform
 
 __all__ = [
+    # your own data (files, arrays, DataFrames) and its stored transform
+    "ArrayDataConfig",
+    "DataTransform",
+    "FileDataConfig",
+    "from_arrays",
+    "read_table",
     "FashionMNISTPCAConfig",
     "pca_projection",
     "DATASETS",
