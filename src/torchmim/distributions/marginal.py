@@ -6,7 +6,9 @@ with the single z that comes with the sample (Section 5.1):
 
 * z from the encoder (x ∼ P(x), z ∼ q(z|x)): importance sampling with q(z|x) as proposal,
   log q(x) ≈ log p(x|z) + log p(z) − log q(z|x);
-* z from the anchor (z ∼ P(z), x ∼ p(x|z)): log q(x) ≈ log p(x|z).
+* z from the anchor (z ∼ P(z), x ∼ p(x|z)): log q(x) ≈ log p(x|z) (line 10, as the image
+  reference); with ``decoder_estimate="reencode"``, as the toy reference: the decoder's sample is
+  re-encoded, z′ ∼ q(z|x), and log q(x) ≈ log p(x|z′) + log p(z′) − log q(z′|x) (line 5's estimate).
 
 Outside training, ``forward()`` returns :class:`MarginalDistribution`, whose ``log_prob`` is the
 importance-sampled estimate with many samples and whose ``sample`` is ancestral.
@@ -35,13 +37,20 @@ class MarginalDataPrior(Prior):
     Args:
         shape: the event shape of x (accepted for a uniform prior signature; the model defines it).
         num_samples: importance samples used by ``forward().log_prob`` (evaluation, not training).
+        decoder_estimate: log q(x) on the decoder path: ``"likelihood"`` (Algorithm 2, line 10;
+            the default) or ``"reencode"`` (the toy reference; see the module docs).
     """
 
     needs_model = True
 
-    def __init__(self, shape: object = None, num_samples: int = 100) -> None:
+    def __init__(self, shape: object = None, num_samples: int = 100,
+                 decoder_estimate: str = "likelihood") -> None:
         super().__init__()
+        if decoder_estimate not in ("likelihood", "reencode"):
+            raise ValueError(f"decoder_estimate must be 'likelihood' or 'reencode', got "
+                             f"{decoder_estimate!r}")
         self.num_samples = int(num_samples)
+        self.decoder_estimate = decoder_estimate
         self._owner: list[LatentVariableModel] = []  # a plain list: not registered as a submodule
 
     def bind(self, model: LatentVariableModel) -> None:
@@ -64,7 +73,12 @@ class MarginalDataPrior(Prior):
         if path == "encoder":
             return log_px_z + log_pz - log_qz_x
         if path == "decoder":
-            return log_px_z
+            if self.decoder_estimate == "likelihood":
+                return log_px_z
+            model = self.model  # re-encode the decoder's sample: line 5's estimate at z′ ∼ q(z|x)
+            qz_x = model.posterior(x)
+            z = qz_x.rsample() if qz_x.has_rsample else qz_x.sample()
+            return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - qz_x.log_prob(z)
         raise ValueError(f"path must be 'encoder' or 'decoder', got {path!r}")
 
 

@@ -7,21 +7,28 @@ image models the VampPrior is the prior on the top level z2 and reuses the encod
 network; for a one-level model it reuses the encoder q(z|x) itself.
 
 In configs it is ``prior: vampprior`` with ``prior_options`` ``num_pseudo_inputs`` (K, default 500,
-the paper's), ``noise`` (default 0.01, the reference's) and ``bounds`` (default [0, 1]); the
-pseudo-inputs take the model's observation shape (:meth:`VampPrior.from_config`).
+the paper's), ``noise`` (default 0.01, the reference's), ``bounds`` (default [0, 1]),
+``init_binarize`` and ``reflect_noise`` (both default false, the reference); the pseudo-inputs take
+the model's observation shape (:meth:`VampPrior.from_config`).
 
 Parameterisation. The reference stores the pseudo-inputs as the weight of a linear map applied to
 one-hot vectors, followed by a hard-tanh to [0, 1]; that is exactly a (K, C, H, W) parameter ũ read
 through ``clamp(ũ, 0, 1)``, which is what :class:`VampPrior` stores (``pseudo_inputs``). An entry
 outside [0, 1] gets no gradient (as in the reference).
 
-Initialisation (:meth:`VampPrior.initialize_from_data`): the first K training images (cycled if
-fewer) plus N(0, ``noise``²) noise, *reflected* back into [0, 1]. The reference adds the noise
-unreflected, so about half of the pixels of binary images start outside [0, 1] and never receive a
-gradient; the reflection keeps every pixel inside, at the same distance from the data. Before any
-data is seen the pseudo-inputs are N(0.05, 0.01²) (the reference's default without data
-initialisation). ``torchmim.runs.run`` calls ``model.initialize_from_data`` with the first training
-images; call it yourself when training with :class:`~torchmim.training.Trainer` directly.
+Initialisation (:meth:`VampPrior.initialize_from_data`), by default the reference's
+(``--use_training_data_init``): the first K training images (cycled if fewer) as **grey levels**
+plus N(0, ``noise``²) noise, added as is. The trainer hands grey levels for the binarised image
+data sets (``BinarizedImages.initialization_data``), as the reference initialises from its
+grey-level ``x_train`` before the dynamic binarisation. The noise is unreflected there, so a pixel
+at 0 or 1 (most of an MNIST background) starts outside [0, 1] about half the time, is read as 0 or
+1 through the clamp and never receives a gradient. Two options change this:
+``init_binarize`` draws Bernoulli(grey level) first (pseudo-inputs start as binary images, the
+behaviour of torchmim before issue 12), and ``reflect_noise`` reflects the noisy values back into
+the bounds, so every pixel starts inside, at the same distance from the data, and gets a gradient.
+Before any data is seen the pseudo-inputs are N(0.05, 0.01²) (the reference's default without data
+initialisation). The trainer calls ``model.initialize_from_data`` with the first training
+examples in a fresh fit; call it yourself when you train a model another way.
 
 Sharing. The prior is defined through the model's encoder: :meth:`VampPrior.bind` keeps the model in
 a plain list (not a submodule), so the encoder's weights appear once in ``state_dict`` (under
@@ -139,6 +146,10 @@ class VampPrior(Prior):
         noise: standard deviation of the noise added to the data initialisation (0.01, as the
             reference).
         bounds: the range the pseudo-inputs are clamped to ((0, 1) for images); ``None``: no clamp.
+        init_binarize: initialise from Bernoulli(x) of the data given (binary pseudo-inputs)
+            instead of x itself (the reference: grey levels, False).
+        reflect_noise: reflect the initial noise back into ``bounds`` (False: added as is, the
+            reference).
 
     Built by :meth:`from_config` (from a model config), it also knows the latent shape it is over
     and checks that the encoder's posterior at the pseudo-inputs has it.
@@ -147,19 +158,25 @@ class VampPrior(Prior):
     needs_model = True
 
     def __init__(self, x_shape: int | Sequence[int], num_pseudo_inputs: int = 500, *,
-                 noise: float = 0.01, bounds: Sequence[float] | None = (0.0, 1.0)) -> None:
+                 noise: float = 0.01, bounds: Sequence[float] | None = (0.0, 1.0),
+                 init_binarize: bool = False, reflect_noise: bool = False) -> None:
         super().__init__()
         x_shape = (x_shape,) if isinstance(x_shape, int) else tuple(x_shape)
         if isinstance(num_pseudo_inputs, bool) or not isinstance(num_pseudo_inputs, int) \
                 or num_pseudo_inputs < 1:
             raise ConfigError(f"num_pseudo_inputs must be an integer >= 1, got "
                               f"{num_pseudo_inputs!r}")
-        if not isinstance(noise, (int, float)) or noise < 0:
+        if not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
             raise ConfigError(f"the pseudo-input noise must be a number >= 0, got {noise!r}")
         if bounds is not None and (len(bounds) != 2 or not bounds[0] < bounds[1]):
             raise ConfigError(f"bounds must be [low, high] with low < high, got {bounds!r}")
+        for name, flag in (("init_binarize", init_binarize), ("reflect_noise", reflect_noise)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be true or false, got {flag!r}")
         self.x_shape = x_shape
         self.noise = float(noise)
+        self.init_binarize = init_binarize
+        self.reflect_noise = reflect_noise
         self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
         self.latent_shape: tuple[int, ...] | None = None  # set by from_config
         init = 0.05 + 0.01 * torch.randn(num_pseudo_inputs, *x_shape)
@@ -214,7 +231,9 @@ class VampPrior(Prior):
 
     @torch.no_grad()
     def initialize_from_data(self, x: Tensor) -> None:
-        """Pseudo-inputs ← the first K images of ``x`` (cycled if fewer) + reflected noise."""
+        """Pseudo-inputs ← the first K images of ``x`` (cycled if fewer; Bernoulli draws of them
+        with ``init_binarize``) + N(0, noise²) noise (reflected into ``bounds`` with
+        ``reflect_noise``)."""
         if not isinstance(x, Tensor) or x.shape[0] == 0:
             raise DataError("initialize_from_data needs a non-empty tensor of observations")
         n = x.shape[0]
@@ -226,8 +245,12 @@ class VampPrior(Prior):
         k = self.num_pseudo_inputs
         index = torch.arange(k, device=x.device) % n
         u = x[index].to(self.pseudo_inputs)
+        if self.init_binarize:
+            if ((u < 0) | (u > 1)).any():
+                raise DataError("init_binarize needs data in [0, 1] (pixel probabilities)")
+            u = torch.bernoulli(u)
         u = u + self.noise * torch.randn_like(u)
-        if self.bounds is not None:
+        if self.reflect_noise and self.bounds is not None:
             lo, hi = self.bounds
             u = hi - (hi - (lo + (u - lo).abs())).abs()  # reflect at lo, then at hi
         self.pseudo_inputs.copy_(u)

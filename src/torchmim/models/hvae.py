@@ -11,7 +11,7 @@ anchor P(z) is the prior p(z), as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
@@ -53,6 +53,12 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
         logvar_clamp: hard clamp of every Gaussian head's log-variance ((−6, 2)).
         std_floor: added to every Gaussian standard deviation (0: the clamp bounds σ ≥ e^−3).
         likelihood: p(x|z): ``"bernoulli"`` (binary images).
+        prior_warmup: what MIM's β warm-up does to the prior. ``"top"`` (the default, the image
+            reference's MIM code): the loss uses log p(z1|z2) + β · log p(z2) while β < 1, in
+            both paths and in the encoder-path log q(x). ``"none"``: β acts through Eq. (18)
+            only, which with the marginal q(x) merely rescales the loss (see docs/design.md,
+            "What β does"). The VAE ignores it (its β weighs the whole KL term, as in the
+            reference).
     """
 
     default_nll_samples: ClassVar[int] = 5000
@@ -69,8 +75,10 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
     logvar_clamp: tuple[float, float] | None = (-6.0, 2.0)
     std_floor: float = 0.0
     likelihood: str = "bernoulli"
+    prior_warmup: Literal["top", "none"] = "top"
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types (ModelConfig)
         self.encoder_channels = tuple(self.encoder_channels)  # type: ignore[assignment]
         for name in ("z1_dim", "z2_dim", "hidden"):
             if getattr(self, name) < 1:
@@ -99,7 +107,8 @@ class _TwoLevelImageConfig(ImageConfigMixin, ModelConfig):
         model = LatentVariableModel(
             encoder=encoder,
             decoder=self._decoder(),
-            prior=HierarchicalPrior(top, p_z1, self.z1_dim),
+            prior=HierarchicalPrior(top, p_z1, self.z1_dim,
+                                    top_warmup=self.prior_warmup == "top"),
             latent_anchor=self._build_anchor(self.z_dim),
             x_shape=self.x_shape,
             z_shape=(self.z_dim,),
