@@ -247,7 +247,10 @@ def test_evaluate_takes_an_eval_config_and_the_splits():
     model = tm.MLPModelConfig(hidden=8).build()
     cfg = evaluation.EvalConfig(nll_samples=5, mi=False, max_points=100, extra_knn_k=[1])
     out = evaluation.evaluate(model, data, cfg, seed=1)
-    assert out["n_test"] == 100 and out["n_train"] == 100 and "mi" not in out
+    assert out["n_test"] == 100 and "mi" not in out
+    assert out["n_train"] == 200  # the k-NN is fit on all of train_eval (eval.knn_train_points)
+    part = evaluation.evaluate(model, data, cfg, seed=1, knn_train_points=50)
+    assert part["n_train"] == 50 and part["n_test"] == 100
     assert "knn_acc_k1" in out and out["nll_samples"] == 5
     same = evaluation.evaluate(model, data.test[0], y_test=data.test[1], x_train=data.train_eval[0],
                                y_train=data.train_eval[1], seed=1, nll_samples=5, mi=False,
@@ -281,7 +284,7 @@ def test_the_eval_section_keeps_its_keys_through_yaml(tmp_path):
                 "nll_samples", "nll_points", "recon_points", "nll_batch_size", "nll_max_pairs",
                 "knn_latent"}
     cfg = tm.RunConfig.from_dict({"eval": {"max_points": 123, "extra_knn_k": [1, 3], "threads": 2}})
-    assert set(cfg.to_dict()["eval"]) == old_keys | {"threads"}
+    assert set(cfg.to_dict()["eval"]) == old_keys | {"threads", "knn_train_points"}
     cfg.save(tmp_path / "c.yaml")
     back = tm.RunConfig.from_file(tmp_path / "c.yaml")
     assert back.eval == cfg.eval and back.eval.max_points == 123 and back.eval.threads == 2

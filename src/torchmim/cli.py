@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,15 +21,58 @@ from .errors import TorchMIMError
 __all__ = ["main"]
 
 
+def _one_line(text: object) -> str:
+    """A message on one line (a safety net: torchmim's own messages are one line already)."""
+    return " ".join(str(text).split()) or "no detail"
+
+
+def _out_path_problem(path: Path, *, folder: bool) -> str | None:
+    """Why ``--out PATH`` cannot be written (a file in the way, no permission, a read-only file
+    system), or None. Checked before any work, so that a run does not train and then fail to
+    save: the nearest existing folder must take a file (one is created and removed at once)."""
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        return f"{path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
+    target = path if folder else path.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".torchmim-write-test.", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write into {target} ({e.strerror or e})"
+    return None
+
+
+#: ``--out`` parameters of the commands: name → whether it is a folder (else a file).
+_OUT_PARAMS = {"out_dir": True, "out_file": False}
+
+
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn torchmim errors and Ctrl-C into one clear line and an exit status."""
+    """Turn torchmim errors, unwritable ``--out`` paths, OS errors (disk full, permission) and
+    Ctrl-C into one clear line and an exit status."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            for name, folder in _OUT_PARAMS.items():
+                if kwargs.get(name) is not None:
+                    problem = _out_path_problem(kwargs[name], folder=folder)
+                    if problem is not None:
+                        click.echo(f"error: --out: {problem}", err=True)
+                        sys.exit(2)
             return fn(*args, **kwargs)
         except TorchMIMError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(e)}", err=True)
+            sys.exit(2)
+        except OSError as e:  # not torchmim's own: a file system refusing a write or a read
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            click.echo(f"error: {_one_line(e.strerror or e)}{where}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: the last finished epoch is in checkpoint.pt; rerun with "
@@ -59,8 +103,35 @@ def _parse_ints(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="torchmim")
-def main() -> None:
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE first (one that registers your own data set, prior, network or "
+                   "objective; the current folder is searched too). Repeatable. Installed "
+                   "packages' 'torchmim.plugins' entry points load without it.")
+def main(imports: tuple[str, ...]) -> None:
     """torchmim: the Mutual Information Machine (MIM) next to a VAE, in PyTorch."""
+    _load_plugins(imports)
+
+
+def _load_plugins(imports: tuple[str, ...]) -> None:
+    """Enable the entry-point plugins (loaded at the first registry lookup) and import the
+    ``--import`` modules now; the environment carries both to a sweep's worker processes."""
+    import os
+
+    from .registry import IMPORT_ENV, _import, enable_plugins
+
+    enable_plugins()
+    if not imports:
+        return
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    known = [n for n in os.environ.get(IMPORT_ENV, "").split(",") if n]
+    os.environ[IMPORT_ENV] = ",".join(dict.fromkeys(known + list(imports)))
+    try:
+        for name in imports:
+            _import(name, "--import")
+    except TorchMIMError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -101,7 +172,10 @@ def demo(out_dir: Path, widths: tuple[int, ...], epochs: int, seed: int, nll_sam
               default=None, help="Save folder (default: runs/<objective>-<model>-seed<seed>).")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config entry, e.g. -s model.hidden=500 -s objective.name=vae.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT from its checkpoint.pt (only "
+              "safe changes allowed: more epochs or time, device, threads, logging).")
+@click.option("--overwrite", is_flag=True, help="Delete the run already in OUT and start again "
+              "(without --resume or --overwrite, a used OUT is refused).")
 @click.option("--tensorboard", "tensorboard_dir", metavar="DIR", default=None,
               help="Also log scalars per epoch to TensorBoard in DIR (needs tensorboard; "
               "-s log.tensorboard=true logs into OUT/tensorboard).")
@@ -110,8 +184,13 @@ def demo(out_dir: Path, widths: tuple[int, ...], epochs: int, seed: int, nll_sam
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_friendly
 def train(config_file: Path | None, out_dir: Path | None, overrides: tuple[str, ...], resume: bool,
-          tensorboard_dir: str | None, mlflow: bool, progress: bool) -> None:
-    """Train and evaluate one model from a YAML/JSON CONFIG_FILE (defaults: MIM on the 2D data)."""
+          overwrite: bool, tensorboard_dir: str | None, mlflow: bool, progress: bool) -> None:
+    """Train and evaluate one model from a YAML/JSON CONFIG_FILE (defaults: MIM on the 2D data).
+
+    Under torchrun (torchrun --nproc-per-node N -m torchmim train ...) one model trains on N
+    processes with DistributedDataParallel; train.batch_size is the global batch
+    (docs/scale-out.md).
+    """
     from .config import apply_overrides, load_config_file
     from .runs import RunConfig, run
 
@@ -123,7 +202,15 @@ def train(config_file: Path | None, out_dir: Path | None, overrides: tuple[str, 
     if out_dir is None:
         d = config.to_dict()
         out_dir = Path("runs") / f"{d['objective']['name']}-{d['model']['name']}-seed{config.seed}"
-    result = run(config, out_dir, resume=resume, progress=progress)
+    from .training.distributed import run_distributed, torchrun_env
+
+    if torchrun_env() is not None:  # one process of a torchrun job: data-parallel training
+        result = run_distributed(config, out_dir, resume=resume, overwrite=overwrite,
+                                 progress=progress)
+        if result is None:  # not rank 0, which writes the folder and prints
+            return
+    else:
+        result = run(config, out_dir, resume=resume, overwrite=overwrite, progress=progress)
     click.echo(json.dumps(result.metrics, indent=2))
     click.echo(f"saved to {out_dir}")
 
@@ -147,6 +234,8 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
     from .runs import RunConfig, evaluate_run
     from .seeding import derive_seed
 
+    if Path(checkpoint).is_dir():  # a run folder: its best model
+        checkpoint = Path(checkpoint) / "model.pt"
     model = load_model(checkpoint)
     cfg_path = config_file or Path(checkpoint).with_name("config.yaml")
     if not cfg_path.is_file():
@@ -183,11 +272,25 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
 @click.option("--vectorize/--no-vectorize", default=True, show_default=True,
               help="Train cells that differ only in seed and objective (mlp models) as one "
                    "stacked computation per group.")
+@click.option("--backend", default="local", show_default=True, metavar="NAME",
+              help="Where the cells run: local (worker processes), serial, or ray (a Ray "
+                   "cluster; needs pip install 'torchmim[ray]'). See docs/scale-out.md.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster to join (e.g. HEAD:6379, ray://HEAD:10001, auto); without "
+                   "it --backend ray starts a local Ray instance for the sweep.")
+@click.option("--shared-results/--no-shared-results", default=True, show_default=True,
+              help="ray: whether every node sees the --out folder; without a shared folder the "
+                   "cells' files come back to this machine (no resume on another node).")
+@click.option("--gpus-per-task", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="ray: GPUs a unit of cells on cuda asks for (0.125: "
+              "eight units share a GPU).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_friendly
 def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bool,
           preset: str | None, only: tuple[str, ...], seeds: int | None, epochs: int | None,
-          overrides: tuple[str, ...], list_: bool, vectorize: bool, progress: bool) -> None:
+          overrides: tuple[str, ...], list_: bool, vectorize: bool, backend: str,
+          address: str | None, shared_results: bool, gpus_per_task: float,
+          progress: bool) -> None:
     """Run the sweep NAME (fig3, fig4, fig5, appendix-d1 ... d4) or a sweep defined in a YAML file.
 
     Cells run in parallel worker processes; cells of an mlp model that differ only in seed and
@@ -217,14 +320,21 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
     for cell in expand(spec)[:1]:  # -s log.tensorboard=true without tensorboard: one line now
         cell.config.log.require()
     out_dir = out_dir or Path("results") / (spec.name + (f"-{preset}" if preset else ""))
-    result = run_sweep(spec, out_dir, workers=workers, progress=progress, mode=preset or "full",
-                       vectorize=vectorize)
+    from .experiments.backends import make_backend
+
+    options = ({} if backend.lower() != "ray" else
+               {"shared_results": shared_results, "gpus_per_task": gpus_per_task})
+    executor = make_backend(backend, workers=workers, address=address, **options)
+    result = run_sweep(spec, out_dir, executor=executor, progress=progress,
+                       mode=preset or "full", vectorize=vectorize)
     click.echo(f"{len(result.rows)} of {len(result.cells)} cells finished"
                + (f", {len(result.failures)} failed (see failures.json)" if result.failures else ""))
     click.echo(f"results: {out_dir / 'results.csv'}")
     state = json.loads((out_dir / "sweep.json").read_text())
     for file, why in state.get("skipped_figures", {}).items():
         click.echo(f"figure {file} not drawn: {why}")
+    for cell_id, error in result.failures.items():
+        click.echo(f"failed: {cell_id}: {error}", err=True)
     if result.failures:
         sys.exit(1)
 
@@ -280,6 +390,14 @@ def config_cmd(overrides: tuple[str, ...], fmt: str) -> None:
     click.echo(json.dumps(data, indent=2) if fmt == "json" else yaml.safe_dump(data, sort_keys=False),
                nl=False)
 
+
+from .latent_cli import latent as _latent  # noqa: E402 - after main, which it extends
+
+main.add_command(_latent)
+from . import deploy_cli as _deploy  # noqa: E402 - export and serve, after main
+
+main.add_command(_deploy.export)
+main.add_command(_deploy.serve)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

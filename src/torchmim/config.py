@@ -17,8 +17,14 @@ the class, before the strict key check), so old files and saved models keep load
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import os
+import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -32,6 +38,8 @@ from .registry import suggest
 
 __all__ = [
     "apply_overrides",
+    "check_fields",
+    "check_number",
     "from_dict",
     "load_config_file",
     "parse_overrides",
@@ -98,18 +106,23 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # a NumPy integer
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        number: float | None = None
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            number = float(value)  # also NumPy numbers
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML reads "1e-3" as a string
+                number = float(value)  # YAML reads "1e-3" as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None or math.isnan(number):  # NaN is never a meaningful option
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -159,6 +172,60 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         raise ConfigError(f"{where}: {e}") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
+    try:
+        hints = get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved: nothing to check
+        return ()
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls)
+                 if f.init and f.name in hints)
+
+
+def check_fields(obj: Any, where: str) -> None:
+    """Check every field of dataclass ``obj`` against its annotation, as :func:`from_dict` does
+    for a dict, and store the converted value (``3.0`` → ``3`` for an ``int``).
+
+    For ``__post_init__``: a config built in Python (``TrainerConfig(epochs="3")``) is then
+    refused with the same one-line :class:`~torchmim.errors.ConfigError` as one read from YAML
+    (``train.epochs: expected an integer, got '3'``), instead of a ``TypeError`` later. Works
+    on frozen dataclasses too. ``where`` is the config section (``"train"``).
+    """
+    for name, tp in _field_hints(type(obj)):
+        value = getattr(obj, name)
+        new = _coerce(value, tp, f"{where}.{name}")
+        if new is not value:
+            object.__setattr__(obj, name, new)
+
+
+def check_number(value: Any, where: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, integer: bool = False, none: bool = False) -> None:
+    """Raise a one-line :class:`~torchmim.errors.ConfigError` unless ``value`` is a finite number
+    (an integer with ``integer``) within ``[low, high]`` (``(low, high]`` with ``low_open``);
+    ``None`` passes with ``none``. ``where`` names the option (``"train.lr"``)."""
+    if value is None and none:
+        return
+    kind = "an integer" if integer else "a finite number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    want = (" and ".join(bounds) + (" or null" if none else "") + f" ({kind})" if bounds
+            else kind + (" or null" if none else ""))
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and integer:
+        ok = isinstance(value, numbers.Integral)
+    if ok and not integer:
+        ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise ConfigError(f"{where} must be {want}, got {value!r}")
+
+
 def to_dict(obj: Any) -> Any:
     """Plain dict/list form of a (possibly nested, possibly polymorphic) config dataclass."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -179,16 +246,33 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML parser error as one line: the problem and where (``line 2, column 2``)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``) or JSON file into a dict, with clear errors."""
+    """Read a YAML (``.yaml``/``.yml``) or JSON file into a dict, with one-line errors."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (it is not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_error(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -197,14 +281,38 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def save_config_file(config: Any, path: str | Path) -> None:
-    """Write a config dataclass (or dict) as YAML or JSON, chosen by the file extension."""
+    """Write a config dataclass (or dict) as YAML or JSON, chosen by the file extension.
+
+    The file is replaced atomically (written to a temporary file in the same folder, then
+    renamed), so a reader never sees half a config. A path that cannot be written (its folder
+    is a file, no permission) is a one-line :class:`~torchmim.errors.ConfigError`.
+    """
     path = Path(path)
     data = to_dict(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        try:
+            text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+        except ValueError:
+            raise ConfigError(f"{path}: the config holds NaN or Infinity, which JSON cannot "
+                              "store") from None
     else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        text = yaml.safe_dump(data, sort_keys=False)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else e.strerror or e
+        raise ConfigError(f"cannot write the config to {path}: {why}") from None
 
 
 def parse_overrides(items: Iterable[str]) -> list[tuple[list[str], Any]]:

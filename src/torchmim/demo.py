@@ -135,7 +135,7 @@ def run_demo(
     for cfg in demo_configs(widths, epochs=epochs, seed=seed, nll_samples=nll_samples,
                             max_points=max_points):
         w, obj = cfg.model.hidden, cfg.objective.name
-        results[(w, obj)] = run(cfg, out / "runs" / f"{obj}-h{w}", progress=progress,
+        results[(w, obj)] = run(cfg, out / "runs" / f"{obj}-h{w}", overwrite=True, progress=progress,
                                 progress_desc=f"{obj.upper()} h={w}")
     seconds = time.perf_counter() - start
 

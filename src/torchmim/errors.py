@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingDependencyError",
+    "StateDictError",
     "TorchMIMError",
     "TrainingDivergedError",
 ]
@@ -35,6 +36,12 @@ class DataError(TorchMIMError, ValueError):
 
 class CheckpointError(TorchMIMError, OSError):
     """A checkpoint or saved model is missing, truncated, corrupt or of an unknown format."""
+
+
+class StateDictError(CheckpointError, RuntimeError):
+    """Weights do not fit a model: missing or unexpected keys, or tensors of other shapes. Also a
+    ``RuntimeError``, what ``torch.nn.Module.load_state_dict`` raises, so code that catches that
+    keeps working; the message is one line with the counts and the first names."""
 
 
 class MissingDependencyError(TorchMIMError, ImportError):

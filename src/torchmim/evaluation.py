@@ -44,7 +44,7 @@ class EvalConfig:
     """How a trained model is measured (the paper's protocol by default); a run config's ``eval:``.
 
     Attributes:
-        max_points: test points used (and training points for the k-NN fit).
+        max_points: test points used.
         mi: estimate the mutual information with KSG (the paper does not for images).
         ksg_k: neighbours of the KSG estimator.
         ksg_standardize: KSG on x and z rescaled to unit variance per coordinate (see
@@ -61,6 +61,11 @@ class EvalConfig:
         nll_batch_size, nll_max_pairs: memory bounds of the NLL (test points per batch, decoder
             evaluations at once).
         knn_latent: classify sampled codes z ∼ q(z|x) (the reference) or posterior means.
+        knn_train_points: training codes the k-NN classifier is fit on: the first this many of
+            the data's ``train_eval`` split; ``None`` (the default, the reference): all of it
+            (for the image data sets ``data.n_train_eval`` says how many training images that
+            split holds; the image tables set it to the whole training set). Reported as
+            ``n_train``.
         threads: torch CPU threads while evaluating (restored afterwards); ``None``: the default of
             :mod:`torchmim.threads` (one thread for small models).
     """
@@ -77,20 +82,34 @@ class EvalConfig:
     nll_batch_size: int = 256
     nll_max_pairs: int = 65536
     knn_latent: Literal["sample", "mean"] = "sample"
+    knn_train_points: int | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        """Every option checked when the config is read (types, ranges, k below the number of
+        points), so that no evaluation error can surface only after training."""
+        from .config import check_fields, check_number
+
+        check_fields(self, "eval")
         for name in ("max_points", "ksg_k", "knn_k", "nll_batch_size", "nll_max_pairs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"eval.{name} must be >= 1, got {getattr(self, name)}")
+            check_number(getattr(self, name), f"eval.{name}", low=1, integer=True)
         for name in ("nll_samples", "nll_points", "recon_points"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"eval.{name} must be >= 1 or null, got {getattr(self, name)}")
+            check_number(getattr(self, name), f"eval.{name}", low=1, integer=True, none=True)
+        for i, k in enumerate(self.extra_knn_k):
+            check_number(k, f"eval.extra_knn_k[{i}]", low=1, integer=True)
+        if self.mi and self.ksg_k >= self.max_points:
+            raise ConfigError(f"eval.ksg_k={self.ksg_k} must be below eval.max_points="
+                              f"{self.max_points}: KSG needs k + 1 points")
+        for name, k in [("knn_k", self.knn_k)] + [(f"extra_knn_k[{i}]", k)
+                                                   for i, k in enumerate(self.extra_knn_k)]:
+            if k > self.max_points:
+                raise ConfigError(f"eval.{name}={k} must be at most eval.max_points="
+                                  f"{self.max_points}: the k-NN classifier is fit on that many "
+                                  "training codes")
         if self.knn_latent not in ("sample", "mean"):
             raise ConfigError(f"eval.knn_latent must be 'sample' or 'mean', got {self.knn_latent!r}")
         if self.threads is not None:
             resolve_threads(self.threads, None, where="eval.threads")
-
 
 def default_nll_samples(model_or_config: Any) -> int:
     """S when ``eval.nll_samples`` is not set: the model config's ``default_nll_samples`` (a model
@@ -194,11 +213,13 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
         "recon_points": int(x_rec.shape[0]),
     })
     if y_test is not None and x_train is not None and y_train is not None:
-        xtr = model.prepare_x(x_train, "x_train")[: cfg.max_points]
+        n_fit = cfg.knn_train_points  # None: the whole train_eval split
+        xtr = model.prepare_x(x_train, "x_train")[:n_fit]
         sample = cfg.knn_latent == "sample"
         z_train = embed(model, xtr, sample=sample, seed=seed + 1)
         z_test = embed(model, xt, sample=sample, seed=seed + 2)
-        y_test_arr, y_train_arr = _labels(y_test, cfg.max_points), _labels(y_train, cfg.max_points)
+        y_test_arr = _labels(y_test, cfg.max_points)
+        y_train_arr = _labels(y_train, xtr.shape[0])
         out["knn_acc"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=cfg.knn_k)
         for k in cfg.extra_knn_k:
             out[f"knn_acc_k{k}"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=k)

@@ -13,7 +13,10 @@ checkpoint with :func:`checkpoint_to_dict` and reads it with :func:`read_checkpo
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,10 @@ from .errors import CheckpointError, ConfigError
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "atomic_save", "checkpoint_to_dict",
-           "load_model", "model_from_dict", "model_to_dict", "read_checkpoint", "safe_load",
-           "save_model"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "atomic_save", "atomic_write_json",
+           "atomic_write_text", "checkpoint_to_dict", "clean_temporaries", "load_model",
+           "model_from_dict", "model_to_dict", "read_checkpoint", "read_json", "safe_load",
+           "save_model", "strict_json"]
 
 MODEL_FORMAT = "torchmim.model"
 CHECKPOINT_FORMAT = "torchmim.checkpoint"
@@ -40,17 +44,33 @@ CHECKPOINT_KEYS = ("epoch", "model_config", "model_state", "best_state", "optimi
                    "best_epoch", "bad_epochs", "stopped_early", "history", "objective", "trainer")
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+#: The names of the temporary files of interrupted atomic writes (``.<name>.<random>.tmp``, and
+#: ``.<name>.tmp`` of the sweep tables): :func:`clean_temporaries` removes them.
+TEMPORARY_FILE = re.compile(r"^\..+\.tmp$")
 
-    A crash mid-write leaves the previous file intact: the rename is atomic on POSIX and Windows.
-    """
+
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask; ``mkstemp`` gives 0o600)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def _atomic_write(path: str | Path, write: Any, mode: str) -> None:
+    """``write(f)`` into a temporary file next to ``path``, fsync, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,6 +80,65 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash mid-write leaves the previous file intact: the rename is atomic on POSIX and Windows.
+    """
+    _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically (temporary file, fsync, rename): a reader or a crash sees the
+    old file or the new one, never a part."""
+    _atomic_write(path, lambda f: f.write(text), "w")
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``, so that it is
+    strict JSON (``json.dumps`` would write ``NaN``/``Infinity``, which JSON does not have)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (non-finite floats as ``null``), atomically."""
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any | None:
+    """The JSON in ``path``, or ``None`` when the file is missing, empty or not valid JSON (a file
+    cut short by a crash before atomic writes, or written by hand)."""
+    try:
+        text = Path(path).read_text()
+        return json.loads(text) if text.strip() else None
+    except (OSError, ValueError):
+        return None
+
+
+def clean_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that atomic writes interrupted by a crash left in ``folder``
+    (not below it); returns what was removed. Call it only while holding the folder's lock
+    (:class:`~torchmim.locking.FolderLock`): another writer's temporary file is not stale."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if TEMPORARY_FILE.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def safe_load(path: str | Path, *, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
@@ -83,8 +162,12 @@ def model_to_dict(model: LatentVariableModel) -> dict[str, Any]:
             "this model was assembled by hand, so it has no config to save by name; build it with "
             "a ModelConfig (e.g. MLPModelConfig(...).build()) or save model.state_dict() yourself"
         )
-    return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "model": to_dict(model.config),
-            "state_dict": model.state_dict()}
+    out = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "model": to_dict(model.config),
+           "state_dict": model.state_dict()}
+    transform = getattr(model, "data_transform", None)  # optional: raw rows <-> model inputs
+    if transform is not None:
+        out["data_transform"] = transform.to_dict()
+    return out
 
 
 def model_from_dict(data: Any, *, source: str = "saved model") -> LatentVariableModel:
@@ -99,6 +182,10 @@ def model_from_dict(data: Any, *, source: str = "saved model") -> LatentVariable
         model.load_state_dict(data["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{source}: weights do not match its config: {str(e).splitlines()[0]}") from None
+    if data.get("data_transform") is not None:
+        from .data.transform import DataTransform
+
+        model.data_transform = DataTransform.from_dict(data["data_transform"], source=source)
     return model
 
 
@@ -125,6 +212,9 @@ def checkpoint_to_dict(
         "history": history,
         "objective": objective,
         "trainer": trainer,
+        # optional (not in CHECKPOINT_KEYS): the raw-rows map, so a checkpoint decodes in units too
+        "data_transform": (None if getattr(model, "data_transform", None) is None
+                           else model.data_transform.to_dict()),
     }
 
 
@@ -162,5 +252,5 @@ def load_model(path: str | Path, *, map_location: Any = "cpu") -> LatentVariable
                                   "rebuild the model and load checkpoint['best_state'] into it")
         state = data["best_state"] if data["best_state"] is not None else data["model_state"]
         data = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "model": data["model_config"],
-                "state_dict": state}
+                "state_dict": state, "data_transform": data.get("data_transform")}
     return model_from_dict(data, source=str(path))

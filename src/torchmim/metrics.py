@@ -50,13 +50,21 @@ __all__ = [
 
 # ---------------------------------------------------------------------------- helpers
 def _as_2d_array(a: Any, name: str) -> np.ndarray:
-    arr = a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
+    try:
+        arr = a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} is not a regular numeric array (rows of different lengths?)"
+                        ) from None
     if arr.dtype.kind not in "fiu":
         raise DataError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise DataError(f"{name} must be an array of samples, one per row, got a scalar")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
         arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[1] == 0:
+        raise DataError(f"{name} has samples of no coordinates (shape {arr.shape})")
     if not np.isfinite(arr).all():
         raise DataError(f"{name} contains NaN or Inf")
     return arr.astype(np.float64)
@@ -68,6 +76,8 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     if seed is None:
         yield
         return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise DataError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -75,7 +85,35 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
 
 
 def _model_input(model: LatentVariableModel, x: Any, name: str = "x") -> Tensor:
-    return model.prepare_x(x, name)
+    xt = model.prepare_x(x, name)
+    if xt.shape[0] == 0:
+        raise DataError(f"{name} is empty (shape {tuple(xt.shape)}): a measure needs data")
+    return xt
+
+
+def _check_count(value: Any, name: str, low: int = 1) -> int:
+    """A positive (>= ``low``) Python or NumPy integer, or a one-line DataError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise DataError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _labels_array(y: Any, name: str) -> np.ndarray:
+    """Class labels as a 1-D array: integers, booleans, strings, or integer-valued floats."""
+    try:
+        arr = np.asarray(y.cpu() if isinstance(y, Tensor) else y)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} is not a regular array of labels") from None
+    arr = arr.reshape(-1)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise DataError(f"{name} contains NaN or Inf; labels must be classes")
+        if not np.array_equal(arr, np.round(arr)):
+            raise DataError(f"{name} are continuous values (e.g. {float(arr[arr != np.round(arr)][0])}); "
+                            "k-NN accuracy needs class labels (integers or strings)")
+    elif arr.dtype.kind not in "biuUS":
+        raise DataError(f"{name} must be class labels (integers or strings), got dtype {arr.dtype}")
+    return arr
 
 
 def _batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
@@ -138,16 +176,31 @@ def ksg_mutual_information(x: Any, z: Any, k: int = 5, *, standardize: bool = Fa
         method: ``"auto"``, ``"kdtree"`` or ``"brute"`` (above); the estimate does not depend on it.
         workers: threads (``None``: torch's intra-op thread count, which ``eval.threads`` sets;
             -1: every core available to the process).
+
+    If x or z is constant (every sample the same), the result is exactly 0, the mutual information
+    of anything with a constant; the KSG formula would give ψ(k) − ψ(N) there. Data with many exact
+    duplicates (discrete values) is outside KSG's assumptions and biased, but computed as is.
+    Raises :class:`~torchmim.errors.DataError` for scalars, ragged or non-numeric arrays, NaN/Inf,
+    different numbers of samples and a ``k`` that is not an integer in [1, N − 1].
     """
     if method not in _KSG_METHODS:
         raise DataError(f"method must be one of {_KSG_METHODS}, got {method!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise DataError(f"k must be an integer, got {k!r}")
+    k = int(k)
     threads = _ksg_workers(workers)
     xa, za = _as_2d_array(x, "x"), _as_2d_array(z, "z")
     n = xa.shape[0]
     if za.shape[0] != n:
         raise DataError(f"x and z must have the same number of samples, got {n} and {za.shape[0]}")
+    if n < 2:
+        raise DataError(f"KSG needs paired samples, at least k + 1; got {n}")
     if not 1 <= k < n:
         raise DataError(f"k must be between 1 and N - 1 = {n - 1}, got {k}")
+    if (xa == xa[0]).all() or (za == za[0]).all():
+        # a constant carries no information: I = 0 exactly. KSG itself would return
+        # ψ(k) − ψ(N) (−3.09 nats at k = 5, N = 100): every ε_i is 0 and every point "closer"
+        return 0.0
     if standardize:
         xa, za = _unit_scale(xa), _unit_scale(za)
     if method == "auto":
@@ -278,6 +331,7 @@ def mutual_information(
 ) -> float:
     """KSG estimate of I(x; z) for pairs (x, z ∼ q(z|x)) of the first ``max_points`` rows of ``x``
     (``standardize``: see :func:`ksg_mutual_information`)."""
+    max_points = _check_count(max_points, "max_points")
     xt = _model_input(model, x)[:max_points]
     z = embed(model, xt, sample=True, seed=seed)
     return ksg_mutual_information(xt, z, k=k, standardize=standardize)
@@ -305,6 +359,9 @@ def importance_sampled_nll(
     ``seed``, ``batch_size`` and ``max_pairs`` the draws are those of torchmim 0.1's implementation.
     Returns the NLL (positive), not the log-likelihood.
     """
+    num_samples = _check_count(num_samples, "num_samples")
+    batch_size = _check_count(batch_size, "batch_size")
+    max_pairs = _check_count(max_pairs, "max_pairs")
     xt = _model_input(model, x)
     total = 0.0
     batches = list(_batches(xt, batch_size))
@@ -371,9 +428,12 @@ def knn_accuracy(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 
     scored on (z_test, y_test); the paper's auxiliary task (k = 5)."""
     from sklearn.neighbors import KNeighborsClassifier
 
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise DataError(f"k must be an integer, got {k!r}")
     zt, zs = _as_2d_array(z_train, "z_train"), _as_2d_array(z_test, "z_test")
-    yt = np.asarray(y_train.cpu() if isinstance(y_train, Tensor) else y_train).reshape(-1)
-    ys = np.asarray(y_test.cpu() if isinstance(y_test, Tensor) else y_test).reshape(-1)
+    yt, ys = _labels_array(y_train, "y_train"), _labels_array(y_test, "y_test")
+    if len(zs) == 0:
+        raise DataError("the test set is empty: k-NN accuracy needs at least one test code")
     if len(yt) != len(zt) or len(ys) != len(zs):
         raise DataError(f"labels and codes differ in length: {len(zt)} codes / {len(yt)} labels "
                         f"(train), {len(zs)} / {len(ys)} (test)")
@@ -396,6 +456,7 @@ def posterior_variance(model: LatentVariableModel, x: Any, *, batch_size: int = 
     Near the prior's variance (1) in a dimension means that dimension has collapsed; MIM drives it
     towards the floor.
     """
+    batch_size = _check_count(batch_size, "batch_size")
     xt = _model_input(model, x)
     with eval_mode(model), torch.no_grad():
         var = torch.cat([model.posterior(b).variance.reshape(b.shape[0], -1)
@@ -406,11 +467,17 @@ def posterior_variance(model: LatentVariableModel, x: Any, *, batch_size: int = 
 def latent_activity(model: LatentVariableModel, x: Any, *, batch_size: int = 4096) -> Tensor:
     """A_d = Cov_x(E_{q(z|x)}[z_d]) per latent dimension (Burda et al., 2016), shape ``(D,)``."""
     means = embed(model, x, sample=False, batch_size=batch_size)
+    if means.shape[0] < 2:
+        raise DataError(f"latent activity is a variance over points: it needs at least 2, got "
+                        f"{means.shape[0]}")
     return means.double().var(0, unbiased=True).float().cpu()
 
 
 def active_units(model: LatentVariableModel, x: Any, *, threshold: float = 0.01) -> int:
     """Number of latent dimensions with activity A_d > ``threshold`` (Burda et al.: 0.01)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            math.isfinite(threshold) and threshold >= 0):
+        raise DataError(f"threshold must be a finite number >= 0, got {threshold!r}")
     return int((latent_activity(model, x) > threshold).sum())
 
 

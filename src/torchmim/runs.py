@@ -7,14 +7,24 @@ each objective and width, and what a sweep runs for each cell. The save folder h
     model.pt           the best-validation model (registry name + config + weights)
     checkpoint.pt      the trainer state, for ``resume``
     history.csv        one row per epoch
-    metrics.json       the test measures, with N and k
+    metrics.json       the test measures, with N and k (strict JSON: a missing value is null)
     environment.json   versions, machine, git commit
+    resume_log.json    one entry per resume: from which epoch, which options changed, where
+    .lock              the folder's lock (see torchmim.locking): one writer at a time
+
+Every file is written atomically (a temporary file, fsync, rename), so ``kill -9`` at any moment
+leaves each file whole: the old version or the new one. ``history.csv`` is rewritten from the
+checkpoint's history when a run resumes, so it holds exactly the epochs the checkpoint holds.
+
+A folder that holds a run is continued with ``resume=True`` (``--resume``) or started again with
+``overwrite=True`` (``--overwrite``); anything else is refused. A resume first checks the new
+config against the folder's ``config.yaml`` and checkpoint and refuses, before writing anything,
+a change of anything but :data:`RESUME_SAFE_KEYS` (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +34,17 @@ from .config import apply_overrides, from_dict, load_config_file, save_config_fi
 from .data.base import DataConfig, DataSplits
 from .data.toy import GMM2DConfig
 from .environment import environment_info
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, TorchMIMError
 from .evaluation import EvalConfig, default_nll_samples, evaluate
-from .io import save_model
+from .io import (
+    atomic_write_json,
+    atomic_write_text,
+    clean_temporaries,
+    read_checkpoint,
+    read_json,
+    save_model,
+)
+from .locking import FolderLock
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 from .models.mlp import MLPModelConfig
@@ -34,9 +52,25 @@ from .objectives.base import Objective
 from .objectives.mim import MIM
 from .seeding import derive_seed, seed_everything
 from .training.callbacks import Callback, CSVLogger, LogConfig
-from .training.trainer import Trainer, TrainerConfig
+from .training.trainer import (
+    RESUME_SAFE_TRAIN_KEYS,
+    Trainer,
+    TrainerConfig,
+    changed_keys,
+    check_resume_trainer,
+)
 
-__all__ = ["EvalConfig", "InitConfig", "RunConfig", "RunResult", "evaluate_run", "run"]
+__all__ = ["RESUME_SAFE_KEYS", "RUN_FILES", "EvalConfig", "InitConfig", "RunConfig", "RunResult",
+           "check_run_folder", "evaluate_run", "run", "start_run_folder"]
+
+#: The files of a run folder (``init/`` holds the first stage's checkpoint and model).
+RUN_FILES = ("config.yaml", "environment.json", "checkpoint.pt", "history.csv", "model.pt",
+             "metrics.json", "resume_log.json", "traceback.txt", "init/checkpoint.pt",
+             "init/model.pt")
+#: The config keys a resume may change (dotted; a trailing dot: the whole section): they say how
+#: long, where, how fast or how visibly the run goes on, never what its epochs compute. The epoch
+#: budget may grow, not fall below the epochs already trained. Any other change is refused.
+RESUME_SAFE_KEYS = tuple(f"train.{k}" for k in RESUME_SAFE_TRAIN_KEYS) + ("eval.threads", "log.")
 
 
 @dataclass
@@ -69,8 +103,12 @@ class RunConfig:
             raise ConfigError(f"train.seed={self.train.seed} conflicts with seed={self.seed}; a run is "
                               "seeded by its top-level 'seed'")
         self.train = dataclasses.replace(self.train, seed=self.seed)
+        self.model = self.data.configure_model(self.model)  # e.g. x_dim from the user's file
         if self.eval.nll_samples is None:  # written out, so a saved config says what was used
             self.eval = dataclasses.replace(self.eval, nll_samples=default_nll_samples(self.model))
+        from .validation import check_run_config
+
+        check_run_config(self)  # options of different sections that contradict each other
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -108,48 +146,195 @@ def evaluate_run(model: LatentVariableModel, data: DataSplits, ev: EvalConfig, *
     return evaluate(model, data, ev, seed=seed, progress=progress)
 
 
+def _safe_resume_key(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_SAFE_KEYS)
+
+
+def _get(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return "(unset)"
+        data = data[part]
+    return data
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _train_configs(config: RunConfig, progress: bool | None) -> tuple[TrainerConfig, TrainerConfig]:
+    """The trainer options of the first stage (if any) and of the main stage, as ``run`` uses
+    them."""
+    train = (config.train if progress is None
+             else dataclasses.replace(config.train, progress=progress))
+    if config.init is None:
+        return train, train
+    # the main stage starts from the first stage's model: its data initialisation is done
+    return (dataclasses.replace(train, epochs=config.init.epochs),
+            dataclasses.replace(train, init_from_data=False))
+
+
+def check_run_folder(config: RunConfig, out: Path, *, resume: bool = False,
+                     overwrite: bool = False, progress: bool | None = None
+                     ) -> dict[str, Any] | None:
+    """Check that ``config`` may be run into ``out`` as asked, reading files only.
+
+    Returns ``None`` for a fresh start (the folder holds no run, or ``overwrite``), or, for a
+    resume from a checkpoint, ``{"from_epoch", "changes"}`` (the safe keys changed: old and new
+    values). Raises a one-line :class:`~torchmim.errors.ConfigError` for a used folder without
+    ``resume``/``overwrite`` and for a resume that changes the run's meaning (naming the keys), and
+    a :class:`~torchmim.errors.CheckpointError` for a checkpoint that cannot be checked.
+    """
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other: --resume continues the run "
+                          "in the folder, --overwrite deletes it and starts again")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if not present or overwrite:
+        return None
+    if not resume:
+        raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to "
+                          "continue it, --overwrite to delete it and start again, or use another "
+                          "--out folder")
+    checkpoints = {stage: out / stage / "checkpoint.pt" for stage in ("", "init")
+                   if (out / stage / "checkpoint.pt").is_file()}
+    if not checkpoints:
+        finished = [n for n in ("model.pt", "metrics.json") if n in present]
+        if finished:
+            raise ConfigError(f"{out} holds a run's {' and '.join(finished)} but no checkpoint.pt "
+                              "to resume from; use --overwrite to start it again")
+        return None  # interrupted before its first checkpoint: nothing trained to keep
+    saved_file = out / "config.yaml"
+    if not saved_file.is_file():
+        raise CheckpointError(f"{out} has a checkpoint but no config.yaml, so a resume cannot "
+                              "check that it continues the same run; use --overwrite to start again")
+    try:
+        saved = RunConfig.from_file(saved_file).to_dict()
+    except TorchMIMError as e:
+        raise CheckpointError(f"cannot read the saved config {saved_file} to check the resume "
+                              f"({e}); use --overwrite to start again") from None
+    new = config.to_dict()
+    changed = changed_keys(saved, new)
+    unsafe = [k for k in changed if not _safe_resume_key(k)]
+    if unsafe:
+        raise ConfigError(
+            f"--resume would change the run in {out}: "
+            + ", ".join(f"{k} {_short(_get(saved, k))} -> {_short(_get(new, k))}" for k in unsafe)
+            + "; a resume may only change "
+            + ", ".join(k + "*" if k.endswith(".") else k for k in RESUME_SAFE_KEYS)
+            + " (use another --out folder, or --overwrite to start again)")
+    stages = dict(zip(("init", ""), _train_configs(config, progress)))
+    objectives = {"": config.objective, "init": config.init.objective if config.init else None}
+    from_epoch = 0
+    for stage, path in checkpoints.items():
+        if stage == "init" and config.init is None:
+            continue
+        ckpt = read_checkpoint(path)
+        if ckpt["objective"] != to_dict(objectives[stage]):
+            raise ConfigError(f"{path} was written by objective {ckpt['objective'].get('name')!r}, "
+                              f"not {to_dict(objectives[stage])['name']!r}; use --overwrite to "
+                              "start again")
+        if ckpt["model_config"] is not None and ckpt["model_config"] != to_dict(config.model):
+            keys = changed_keys(ckpt["model_config"], to_dict(config.model))
+            raise ConfigError(f"{path} was written by another model (changed: model."
+                              f"{', model.'.join(keys)}); use --overwrite to start again")
+        check_resume_trainer(ckpt["trainer"], to_dict(stages[stage]), int(ckpt["epoch"]),
+                             source=str(path), prefix="train.")
+        if stage == "":
+            from_epoch = int(ckpt["epoch"])
+    return {"from_epoch": from_epoch,
+            "changes": {k: [_get(saved, k), _get(new, k)] for k in changed}}
+
+
+def start_run_folder(config: RunConfig, out: Path, resumed: dict[str, Any] | None) -> None:
+    """Write the run's definition into ``out`` (whose lock the caller holds), after
+    :func:`check_run_folder` returned ``resumed``: a fresh start (``None``) clears the folder's run
+    files first; a resume records what changed in ``resume_log.json``. Both remove the temporary
+    files of writes a crash interrupted."""
+    import yaml
+
+    from .io import strict_json
+
+    for name in RUN_FILES if resumed is None else ():
+        (out / name).unlink(missing_ok=True)
+    for folder in (out, out / "init"):
+        clean_temporaries(folder)  # of writes a crash interrupted; we hold the folder's lock
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if resumed is None:
+        atomic_write_json(out / "environment.json", environment_info())
+    else:
+        log = read_json(out / "resume_log.json")
+        log = log if isinstance(log, list) else []
+        log.append(strict_json({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed,
+                                "environment": environment_info()}))
+        atomic_write_json(out / "resume_log.json", log)
+
+
 def run(
     config: RunConfig,
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     callbacks: list[Callback] | None = None,
     progress: bool | None = None,
     progress_desc: str | None = None,
+    trainer_class: type[Trainer] = Trainer,
 ) -> RunResult:
     """Train and evaluate one model as ``config`` says; write the save folder if ``out_dir`` is given.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.pt`` when it exists.
+    The folder is locked while the run writes it (a second writer gets a
+    :class:`~torchmim.locking.FolderLockedError`). A folder that already holds a run needs
+    ``resume=True`` (continue from ``out_dir/checkpoint.pt``, when it exists, after checking that
+    the config changes only :data:`RESUME_SAFE_KEYS`) or ``overwrite=True`` (delete its run files
+    and start again); see :func:`check_run_folder`. ``trainer_class``: a :class:`Trainer` subclass
+    (rank 0 of a data-parallel run, :mod:`torchmim.training.distributed`).
     """
-    out = Path(out_dir) if out_dir is not None else None
+    if isinstance(config, dict):  # the dict form of a config file
+        config = RunConfig.from_dict(config)
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"run: config must be a RunConfig or a dict of its sections, got "
+                          f"{type(config).__name__}")
+    if out_dir is None:
+        if resume or overwrite:
+            raise ConfigError("resume and overwrite need an output folder")
+        return _run(config, None, None, callbacks, progress, progress_desc, trainer_class)
+    out = Path(out_dir)
+    with FolderLock(out, what="run folder"):
+        resumed = check_run_folder(config, out, resume=resume, overwrite=overwrite,
+                                   progress=progress)
+        return _run(config, out, resumed, callbacks, progress, progress_desc, trainer_class)
+
+
+def _run(config: RunConfig, out: Path | None, resumed: dict[str, Any] | None,
+         callbacks: list[Callback] | None, progress: bool | None,
+         progress_desc: str | None, trainer_class: type[Trainer] = Trainer) -> RunResult:
+    resume = resumed is not None
     seed_everything(derive_seed(config.seed, "data"))
     data = config.data.load(seed=config.seed)
     seed_everything(derive_seed(config.seed, "init"))
     model = config.model.build()
+    model.data_transform = data.transform  # saved with the model (e.g. a standardisation)
     if tuple(model.x_shape) != tuple(data.x_shape):
         raise ConfigError(f"the model expects observations of shape {model.x_shape} but data "
                           f"{to_dict(config.data)['name']!r} has shape {data.x_shape}; set the "
                           "model's input size (e.g. model.x_dim) to match")
-    train_cfg = config.train if progress is None else dataclasses.replace(config.train, progress=progress)
+    init_cfg, train_cfg = _train_configs(config, progress)
+    if out is not None:
+        start_run_folder(config, out, resumed)
     cbs = list(callbacks or []) + config.log.callbacks(out, config)  # TensorBoard, MLflow
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.yaml")
-        (out / "environment.json").write_text(json.dumps(environment_info(), indent=2) + "\n")
         cbs.append(CSVLogger(out / "history.csv"))
     init_seconds = 0.0
     if config.init is not None:  # first stage (its own checkpoint folder, so it resumes too)
-        stage = Trainer(model, config.init.objective,
-                        dataclasses.replace(train_cfg, epochs=config.init.epochs),
-                        out_dir=None if out is None else out / "init")
+        stage = trainer_class(model, config.init.objective, init_cfg,
+                              out_dir=None if out is None else out / "init")
         stage.fit(data.train, data.val[0], resume=resume)
         init_seconds = stage.elapsed_seconds
         if out is not None:
             save_model(stage.model, out / "init" / "model.pt")
-        # the main stage starts from the first stage's model: its data initialisation is done
-        train_cfg = dataclasses.replace(train_cfg, init_from_data=False)
-    trainer = Trainer(model, config.objective, train_cfg, callbacks=cbs, out_dir=out,
-                      progress_desc=progress_desc)
+    trainer = trainer_class(model, config.objective, train_cfg, callbacks=cbs, out_dir=out,
+                            progress_desc=progress_desc)
     history = trainer.fit(data.train, data.val[0], resume=resume)
     # from the histories' epoch times, so that a resumed run counts the epochs before the resume too
     train_seconds = init_seconds + trainer.elapsed_seconds
@@ -159,11 +344,12 @@ def run(
         "eval_seconds": time.perf_counter() - start,
         "epochs": trainer.epoch,
         "best_epoch": trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch,
-        "best_val_loss": trainer.best_val,
+        # None (JSON null) when no epoch was selected (all of them in warm-up): never Infinity
+        "best_val_loss": trainer.best_val if trainer.best_epoch is not None else None,
         "train_seconds": train_seconds,
     })
     metrics.update({f"data.{k}": v for k, v in data.info.items()})
     if out is not None:
         save_model(trainer.model, out / "model.pt")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(out / "metrics.json", metrics)
     return RunResult(config, trainer.model, metrics, history, data, out)

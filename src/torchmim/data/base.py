@@ -30,6 +30,9 @@ class DataSplits:
         description: one line for reports.
         info: facts about the data worth recording with every run's metrics (e.g. the variance a
             PCA captures); ``run()`` adds them to ``metrics.json`` as ``data.<key>``.
+        transform: the map from the user's raw rows to these tensors (a
+            :class:`~torchmim.data.transform.DataTransform`, e.g. a standardisation), which
+            ``run()`` saves with the model; ``None``: the data are used as given.
     """
 
     train: Dataset
@@ -40,6 +43,7 @@ class DataSplits:
     num_classes: int
     description: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    transform: Any = None
 
 
 @dataclass
@@ -49,5 +53,17 @@ class DataConfig:
     __registry__: ClassVar[Registry] = DATASETS
     default_name: ClassVar[str] = "gmm2d"
 
+    def __post_init__(self) -> None:
+        """Every field checked against its annotation (``n_train=2.5`` or ``"10"`` is a one-line
+        :class:`~torchmim.errors.ConfigError`, as from YAML); subclasses call this first."""
+        from ..config import check_fields
+
+        check_fields(self, "data")
+
     def load(self, seed: int = 0) -> DataSplits:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def configure_model(self, model: Any) -> Any:
+        """The model config adapted to this data (``RunConfig`` calls it; default: unchanged).
+        The ``file`` data set sets the model's input size and likelihood from the file."""
+        return model

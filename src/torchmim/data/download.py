@@ -191,11 +191,11 @@ def _missing_report(dirs: Sequence[Path], filenames: Sequence[str]) -> str:
     lines = []
     for d in dirs:
         if not d.is_dir():
-            lines.append(f"  {d} (no such folder)")
+            lines.append(f"{d} (no such folder)")
         else:
             missing = [f for f in filenames if find_file(d, f) is None]
-            lines.append(f"  {d} (missing: {', '.join(missing)})")
-    return "\n".join(lines)
+            lines.append(f"{d} (missing: {', '.join(missing)})")
+    return "; ".join(lines)
 
 
 def locate_files(
@@ -235,8 +235,8 @@ def locate_files(
             )
         return out
     raise DataError(
-        f"{dataset}: data files not found ({', '.join(filenames)}). Looked in:\n"
-        f"{_missing_report(dirs, filenames)}\n{hint}".rstrip()
+        f"{dataset}: data files not found ({', '.join(filenames)}). Looked in: "
+        f"{_missing_report(dirs, filenames)}. {' '.join(hint.split())}".rstrip()
     )
 
 
@@ -414,5 +414,5 @@ def fetch(
         raise DataError(errors[0])
     raise DataError(
         f"could not download {filename} for {dataset} from any of its "
-        f"{len(errors)} URLs:\n  " + "\n  ".join(errors)
+        f"{len(errors)} URLs: " + "; ".join(errors)
     )

@@ -191,6 +191,13 @@ class BinarizedImages(Dataset):
         """Select the dynamic binarisation of ``epoch`` (no effect for ``fixed`` and ``none``)."""
         self.epoch = int(epoch)
 
+    def initialization_data(self) -> BinarizedImages:
+        """The same images as grey levels (``binarize="none"``): what the trainer hands to
+        ``model.initialize_from_data``, as the reference initialises VampPrior pseudo-inputs from
+        grey-level training images (the prior's ``init`` option can binarise them instead)."""
+        return BinarizedImages(self.images, self.labels.numpy(), binarize="none", seed=self.seed,
+                               ids=self.ids)
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -265,6 +272,7 @@ class ImageSplitConfig(DataConfig):
     binarize_seed: int = 777
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types
         if self.binarize not in BINARIZE_MODES:
             raise ConfigError(
                 f"data.binarize must be one of {list(BINARIZE_MODES)}, got {self.binarize!r}"
@@ -277,6 +285,10 @@ class ImageSplitConfig(DataConfig):
                 raise ConfigError(f"data.{name} must be a positive integer or null, got {value!r}")
         if self.root is not None and not isinstance(self.root, (str, os.PathLike)):
             raise ConfigError(f"data.root must be a path, got {self.root!r}")
+        for name in ("split_seed", "binarize_seed"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"data.{name} must be a non-negative integer, got {value}")
 
 
 def _fixed_tensor(images: np.ndarray, ids: np.ndarray, key: int, binarize: str) -> Tensor:
@@ -465,7 +477,7 @@ class IDXImageConfig(ImageSplitConfig):
         ]
         if self.install_hint:
             lines.append(self.install_hint)
-        return "\n".join(lines)
+        return " ".join(lines)
 
     def locate(self) -> dict[str, Path]:
         """Paths of the four files (downloading them if ``download``); DataError if not found."""

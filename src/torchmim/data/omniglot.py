@@ -363,9 +363,9 @@ class OmniglotConfig(ImageSplitConfig):
             dirs = search_dirs("omniglot", self.root)
             raise DataError(
                 f"omniglot: neither {self.chardata_file} nor the PNG sources "
-                f"({', '.join(self.png_files)}) were found. Looked in:\n  "
-                + "\n  ".join(str(d) for d in dirs)
-                + f"\n{self._hint()}"
+                f"({', '.join(self.png_files)}) were found. Looked in: "
+                + "; ".join(str(d) for d in dirs)
+                + f". {self._hint()}"
             )
         paths = locate_files(
             "omniglot", names, root=self.root, download=self.download, hint=self._hint()

@@ -75,8 +75,16 @@ class FashionMNISTPCAConfig(DataConfig):
     split_seed: int | None = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types
         if not 1 <= self.n_components <= 784:
             raise ConfigError(f"data.n_components must be in [1, 784], got {self.n_components}")
+        for name in ("n_val", "n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{name} must be a positive integer or null, got {value}")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise ConfigError(f"data.split_seed must be a non-negative integer or null, got "
+                              f"{self.split_seed}")
 
     def load(self, seed: int = 0) -> DataSplits:
         proj = pca_projection(self)

@@ -9,8 +9,10 @@ label is its component. The reference draws fresh training samples every epoch, 
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..seeding import derive_seed
 from .base import DATASETS, DataConfig, DataSplits
 
@@ -44,11 +46,11 @@ class GaussianMixtureData:
 
     def __init__(self, means: Sequence | np.ndarray, std: float | Sequence = 0.25,
                  weights: Sequence | None = None) -> None:
-        self.means = np.asarray(means, dtype=np.float64)
-        if self.means.ndim != 2 or self.means.shape[0] < 1:
+        self.means = _float_array(means, "mixture means")
+        if self.means.ndim != 2 or self.means.shape[0] < 1 or self.means.shape[1] < 1:
             raise ConfigError(f"mixture means must have shape (K, D), got {self.means.shape}")
         k, d = self.means.shape
-        std_arr = np.asarray(std, dtype=np.float64)
+        std_arr = _float_array(std, "mixture std")
         if std_arr.ndim == 1 and std_arr.shape[0] == k:
             std_arr = std_arr[:, None]
         try:
@@ -56,9 +58,9 @@ class GaussianMixtureData:
         except ValueError:
             raise ConfigError(f"mixture std of shape {std_arr.shape} does not fit {k} components "
                               f"in {d} dimensions") from None
-        if (self.stds <= 0).any():
+        if not (self.stds > 0).all():
             raise ConfigError("mixture standard deviations must be positive")
-        w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
+        w = np.full(k, 1.0 / k) if weights is None else _float_array(weights, "mixture weights")
         if w.shape != (k,) or (w < 0).any() or w.sum() <= 0:
             raise ConfigError(f"mixture weights must be {k} non-negative numbers with a positive sum")
         self.weights = w / w.sum()
@@ -74,6 +76,12 @@ class GaussianMixtureData:
     def sample(self, n: int, *, seed: int | None = None,
                generator: np.random.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``n`` points (float32, shape (n, D)) and their component labels (int64)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise DataError(f"the number of points to sample must be a non-negative integer, "
+                            f"got {n!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise DataError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = generator if generator is not None else np.random.default_rng(seed)
         labels = rng.choice(self.num_components, size=n, p=self.weights)
         x = self.means[labels] + self.stds[labels] * rng.standard_normal((n, self.dim))
@@ -88,6 +96,18 @@ class GaussianMixtureData:
     def log_prob(self, x: Tensor | np.ndarray) -> Tensor:
         """log P(x) in float64."""
         return self.distribution().log_prob(torch.as_tensor(np.asarray(x), dtype=torch.float64))
+
+
+def _float_array(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float64 array of finite numbers, or a one-line ConfigError."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be numbers in a regular array, got "
+                          f"{reprlib.repr(values)}") from None
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{what} must be finite numbers, got {reprlib.repr(values)}")
+    return arr
 
 
 def _pentagon_means() -> np.ndarray:
@@ -144,6 +164,7 @@ class _MixtureConfig(DataConfig):
         raise NotImplementedError
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")

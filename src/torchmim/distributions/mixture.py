@@ -16,9 +16,13 @@ Otherwise (multivariate components *and* learnable weights) ``has_rsample`` is `
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+
+from ..errors import DataError
 
 __all__ = ["ReparameterizedMixture"]
 
@@ -28,6 +32,20 @@ def _base_normal(component: Distribution) -> Normal | None:
     while isinstance(component, Independent):
         component = component.base_dist
     return component if isinstance(component, Normal) else None
+
+
+def _sample_shape(sample_shape: Any) -> torch.Size:
+    """``sample_shape`` as a ``torch.Size`` of non-negative integers, or a one-line DataError."""
+    dims = [sample_shape] if isinstance(sample_shape, int) else sample_shape
+    try:
+        dims = list(dims)
+    except TypeError:
+        dims = None
+    if dims is None or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                               for d in dims):
+        raise DataError(f"sample_shape must be a tuple of non-negative integers, got "
+                        f"{sample_shape!r}")
+    return torch.Size(dims)
 
 
 class ReparameterizedMixture(MixtureSameFamily):
@@ -55,8 +73,18 @@ class ReparameterizedMixture(MixtureSameFamily):
             self._weights_fixed or self._univariate_normal
         )
 
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        """As ``MixtureSameFamily.sample``, with a one-line :class:`~torchmim.errors.DataError`
+        for a negative or non-integer ``sample_shape``; a shape with a 0 gives an empty tensor."""
+        sample_shape = _sample_shape(sample_shape)
+        if sample_shape.numel() == 0:
+            return self._empty(sample_shape)
+        return super().sample(sample_shape)
+
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
-        sample_shape = torch.Size(sample_shape)
+        sample_shape = _sample_shape(sample_shape)
+        if sample_shape.numel() == 0 and self.has_rsample:
+            return self._empty(sample_shape)
         if self._weights_fixed:
             return self._rsample_given_component(sample_shape)
         if self._univariate_normal:
@@ -65,6 +93,10 @@ class ReparameterizedMixture(MixtureSameFamily):
             "rsample of a multivariate mixture with learnable mixing weights has no exact pathwise "
             "gradient; use sample() (no gradient) or fix the weights"
         )
+
+    def _empty(self, sample_shape: torch.Size) -> Tensor:
+        logits = self.mixture_distribution.logits
+        return logits.new_empty(self._extended_shape(sample_shape))
 
     def _rsample_given_component(self, sample_shape: torch.Size) -> Tensor:
         with torch.no_grad():

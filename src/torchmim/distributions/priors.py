@@ -30,10 +30,13 @@ after which ``prior: laplace`` (and ``prior_options: {scale: 0.5}``) works in ev
 from __future__ import annotations
 
 import inspect
+import math
+import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
@@ -65,7 +68,28 @@ PRIORS: Registry[type[Prior]] = Registry("prior")
 
 
 def _shape(shape: int | Sequence[int]) -> torch.Size:
-    return torch.Size([shape] if isinstance(shape, int) else shape)
+    """An event shape of positive integers (an int is a vector's size); a one-line ConfigError."""
+    dims = [shape] if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = list(dims)
+    except TypeError:
+        dims = None
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                           for d in dims):
+        raise ConfigError(f"a prior's shape must be a positive integer or a tuple of them, got "
+                          f"{shape!r}")
+    return torch.Size(int(d) for d in dims)
+
+
+def _finite_tensor(value: Any, name: str, dtype: torch.dtype) -> Tensor:
+    """``value`` as a tensor of finite numbers, or a one-line ConfigError naming ``name``."""
+    try:
+        t = torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"{name} must be numbers, got {reprlib.repr(value)}") from None
+    if not torch.isfinite(t).all():
+        raise ConfigError(f"{name} must be finite, got {reprlib.repr(value)}")
+    return t
 
 
 class Prior(nn.Module, ABC):
@@ -209,6 +233,12 @@ def build_prior(name: str, shape: int | Sequence[int], options: Mapping[str, Any
         raise ConfigError(f"{where}: prior {name!r}: {_first_line(e)}") from None
 
 
+def _check_std_floor(std_floor: Any) -> None:
+    if isinstance(std_floor, bool) or not isinstance(std_floor, (int, float)) or not (
+            math.isfinite(std_floor) and std_floor >= 0):
+        raise ConfigError(f"std_floor must be a finite number >= 0, got {std_floor!r}")
+
+
 @PRIORS.register("normal")
 class StandardNormal(Prior):
     """N(0, I) over ``shape``: the paper's p(z) and P(z), the default prior of every model
@@ -244,8 +274,14 @@ class DiagonalGaussian(Prior):
     ) -> None:
         super().__init__()
         shape = _shape(shape)
-        loc_t = torch.as_tensor(loc, dtype=torch.get_default_dtype()).expand(shape).clone()
-        logvar_t = torch.as_tensor(logvar, dtype=torch.get_default_dtype()).expand(shape).clone()
+        dtype = torch.get_default_dtype()
+        try:
+            loc_t = _finite_tensor(loc, "loc", dtype).expand(shape).clone()
+            logvar_t = _finite_tensor(logvar, "logvar", dtype).expand(shape).clone()
+        except RuntimeError:
+            raise ConfigError(f"loc and logvar must be scalars or of the prior's shape "
+                              f"{tuple(shape)}") from None
+        _check_std_floor(std_floor)
         if learnable:
             self.loc = nn.Parameter(loc_t)
             self.logvar = nn.Parameter(logvar_t)
@@ -293,15 +329,30 @@ class GaussianMixture(Prior):
         if len(_shape(dim)) != 1:
             raise ValueError(f"GaussianMixture is over vectors; got event shape {tuple(_shape(dim))}")
         dim, k = _shape(dim)[0], num_components
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"num_components must be a positive integer, got {k!r}")
+        if isinstance(init_spread, bool) or not isinstance(init_spread, (int, float)) or not (
+                math.isfinite(init_spread) and init_spread >= 0):
+            raise ConfigError(f"init_spread must be a finite number >= 0, got {init_spread!r}")
+        _check_std_floor(std_floor)
         dtype = torch.get_default_dtype()
-        mu = (torch.as_tensor(means, dtype=dtype) if means is not None
+        mu = (_finite_tensor(means, "means", dtype) if means is not None
               else init_spread * torch.randn(k, dim))
         if mu.shape != (k, dim):
-            raise ValueError(f"means must have shape ({k}, {dim}), got {tuple(mu.shape)}")
-        sd = torch.as_tensor(1.0 if stds is None else stds, dtype=dtype).expand(k, dim).clone()
-        w = torch.full((k,), 1.0 / k) if weights is None else torch.as_tensor(weights, dtype=dtype)
-        if w.shape != (k,) or (w < 0).any():
-            raise ValueError(f"weights must be {k} non-negative numbers, got {w.tolist()}")
+            raise ConfigError(f"means must have shape ({k}, {dim}), got {tuple(mu.shape)}")
+        sd = _finite_tensor(1.0 if stds is None else stds, "stds", dtype)
+        try:
+            sd = sd.expand(k, dim).clone()
+        except RuntimeError:
+            raise ConfigError(f"stds must be a number or of shape ({k}, {dim}), got shape "
+                              f"{tuple(sd.shape)}") from None
+        if not (sd > 0).all():
+            raise ConfigError(f"stds must be positive, got {reprlib.repr(stds)}")
+        w = (torch.full((k,), 1.0 / k) if weights is None
+             else _finite_tensor(weights, "weights", dtype))
+        if w.shape != (k,) or (w < 0).any() or not w.sum() > 0:
+            raise ConfigError(f"weights must be {k} non-negative numbers with a positive sum, got "
+                             f"{reprlib.repr(w.tolist())}")
         logits = torch.log(w / w.sum())
         logvar = 2 * torch.log(sd)
         register = (lambda n, t: setattr(self, n, nn.Parameter(t))) if learnable else self.register_buffer

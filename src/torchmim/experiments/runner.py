@@ -6,12 +6,16 @@ The output folder::
     results.csv     one row per finished cell: cell id, objective, seed, grid values, all metrics,
                     and every field of the cell's run config (dotted column names)
     summary.csv     mean, standard deviation and count over seeds, per group and x
-    failures.json   cells that raised (the sweep goes on without them)
+    failures.json   cells that raised (the sweep goes on without them); a cell's traceback is in
+                    cells/<id>/traceback.txt
+    .lock           the sweep's lock (see torchmim.locking): one sweep per folder at a time
     *.png           the sweep's figures
     cells/<id>/     each cell's run folder (model, checkpoint, history, metrics)
 
 Cells whose ``metrics.json`` exists are skipped and cells with a checkpoint resume, so an
-interrupted sweep continues where it stopped.
+interrupted sweep continues where it stopped. A cell that raises anything is recorded as that
+cell's failure (the others go on), and a unit whose worker process died fails its cells; a rerun
+retries the failed cells.
 
 The unit of work sent to the executor is a list of cells: one cell (:func:`run_cell`), or, with
 ``vectorize`` (the default), a *vectorised group* of cells that differ only in seed and objective
@@ -23,13 +27,18 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import to_dict
 from ..errors import ConfigError, TorchMIMError
-from ..runs import RunConfig, run
+from ..io import atomic_write_text as _atomic_text
+from ..io import clean_temporaries, read_json
+from ..locking import FolderLock
+from ..runs import RunConfig, check_run_folder, run, start_run_folder
 from ..training.vectorized import group_key, run_group
 from .aggregate import summarize
 from .executors import Executor, make_executor
@@ -64,43 +73,88 @@ def _row(cell: Cell, metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _failure(cell_id: str, folder: Path, error: BaseException) -> dict[str, Any]:
+    """A cell's failure: ``{"id", "error"}``; an error that is not one of torchmim's own (a bug, not
+    bad input) also gets its traceback written to the cell's ``traceback.txt``."""
+    text = f"{type(error).__name__}: {error}"
+    if not isinstance(error, TorchMIMError):
+        try:
+            _atomic_text(folder / "traceback.txt", "".join(
+                traceback.format_exception(type(error), error, error.__traceback__)))
+            text += f" (traceback in {folder / 'traceback.txt'})"
+        except OSError:
+            pass
+    return {"id": cell_id, "error": text}
+
+
+def _succeeded(folder: Path) -> None:
+    (folder / "traceback.txt").unlink(missing_ok=True)  # of an earlier failed attempt
+
+
 def run_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one cell in its folder (``payload["root"]/cells/<id>``), resuming if it was interrupted.
 
-    Returns ``{"id", "metrics"}`` or ``{"id", "error"}``; never raises for a torchmim error, so one
-    diverged cell does not stop the sweep. A worker-process entry point: plain data in and out.
+    Returns ``{"id", "metrics"}`` or ``{"id", "error"}``; never raises for an ``Exception`` (a
+    torchmim error or a bug: the traceback of the latter goes to the cell's ``traceback.txt``), so
+    one failed cell does not stop the sweep. A worker-process entry point: plain data in and out.
     """
     cell = Cell.from_payload(payload)
     out = Path(payload["root"]) / "cells" / cell.id
     try:
         result = run(cell.config, out, resume=True, progress=False)
-    except TorchMIMError as e:
-        return {"id": cell.id, "error": f"{type(e).__name__}: {e}"}
+    except Exception as e:  # noqa: BLE001 - a cell's failure, whatever it is, is that cell's
+        return _failure(cell.id, out, e)
+    _succeeded(out)
     return {"id": cell.id, "metrics": result.metrics}
 
 
-def _group_error(cells: list[Cell], error: BaseException) -> list[dict[str, Any]]:
-    return [{"id": c.id, "error": f"{type(error).__name__}: {error}"} for c in cells]
+def _group_error(cells: list[Cell], error: BaseException, root: Path | None = None
+                 ) -> list[dict[str, Any]]:
+    if root is None:
+        return [{"id": c.id, "error": f"{type(error).__name__}: {error}"} for c in cells]
+    return [_failure(c.id, root / "cells" / c.id, error) for c in cells]
 
 
 def run_unit(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Run a unit of work, ``{"cells": [cell payloads], "root", "vectorized"}``: one cell with
     :func:`run_cell`, or a vectorised group with :func:`~torchmim.training.vectorized.run_group`.
-    Returns one ``{"id", "metrics"}`` or ``{"id", "error"}`` per cell (a worker-process entry point).
+    Returns one ``{"id", "metrics"}`` or ``{"id", "error"}`` per cell (a worker-process entry
+    point).
+
+    A group holds its cells' folder locks while it runs, and each cell's folder is checked as
+    ``run(..., resume=True)`` checks it (a changed config is that cell's failure) before the group
+    writes anything.
     """
     root = payload["root"]
     if not payload.get("vectorized"):
         return [run_cell({**c, "root": root}) for c in payload["cells"]]
     cells = [Cell.from_payload(c) for c in payload["cells"]]
-    try:
-        results = run_group([c.config for c in cells], [Path(root) / "cells" / c.id for c in cells],
-                            resume=True,
-                            checkpoint_seconds=payload.get("checkpoint_seconds",
-                                                           GROUP_CHECKPOINT_SECONDS))
-    except TorchMIMError as e:
-        return _group_error(cells, e)
-    return [_group_error([c], r)[0] if isinstance(r, BaseException)
-            else {"id": c.id, "metrics": r.metrics} for c, r in zip(cells, results)]
+    folders = {c.id: Path(root) / "cells" / c.id for c in cells}
+    out: dict[str, dict[str, Any]] = {}
+    with ExitStack() as locks:
+        ready = []
+        for c in cells:
+            try:
+                locks.enter_context(FolderLock(folders[c.id], what="run folder"))
+                resumed = check_run_folder(c.config, folders[c.id], resume=True, progress=False)
+                start_run_folder(c.config, folders[c.id], resumed)
+                ready.append(c)
+            except Exception as e:  # noqa: BLE001
+                out[c.id] = _failure(c.id, folders[c.id], e)
+        if ready:
+            try:
+                results = run_group(
+                    [c.config for c in ready], [folders[c.id] for c in ready], resume=True,
+                    checkpoint_seconds=payload.get("checkpoint_seconds", GROUP_CHECKPOINT_SECONDS))
+            except Exception as e:  # noqa: BLE001
+                results = [e] * len(ready)
+            for c, r in zip(ready, results):
+                if isinstance(r, BaseException):
+                    out[c.id] = _failure(c.id, folders[c.id], r)
+                else:
+                    _succeeded(folders[c.id])
+                    out[c.id] = {"id": c.id, "metrics": r.metrics}
+    return [out[c.id] for c in cells]
 
 
 def plan_units(cells: list[Cell], *, vectorize: bool = True,
@@ -139,14 +193,19 @@ def plan_units(cells: list[Cell], *, vectorize: bool = True,
 def _finished_metrics(cell: Cell, root: Path) -> dict[str, Any] | None:
     folder = root / "cells" / cell.id
     metrics_file, config_file = folder / "metrics.json", folder / "config.yaml"
-    if not metrics_file.is_file():
+    metrics = read_json(metrics_file)
+    if not isinstance(metrics, dict):  # missing, or cut short by a crash (an older version)
         return None
     if config_file.is_file():
-        if RunConfig.from_file(config_file).to_dict() != cell.config.to_dict():
+        try:
+            saved = RunConfig.from_file(config_file).to_dict()
+        except TorchMIMError:  # unreadable: not finished; the cell's own run says why
+            return None
+        if saved != cell.config.to_dict():
             raise ConfigError(
                 f"{folder} holds a finished run with a different config than cell {cell.id} of "
                 "this sweep (another mode or grid?); use another --out folder or delete it")
-    return json.loads(metrics_file.read_text())
+    return metrics
 
 
 @dataclass
@@ -206,12 +265,23 @@ def run_sweep(
 
     ``vectorize``: train cells that differ only in seed and objective as vectorised groups
     (:func:`plan_units`; cells of other models run one by one either way).
+
+    The folder is locked for the sweep's duration (a second sweep into it gets a
+    :class:`~torchmim.locking.FolderLockedError`). A cell that fails is listed in
+    ``failures.json`` and :attr:`SweepResult.failures`; the other cells go on.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, what="sweep folder"):
+        clean_temporaries(out)
+        return _run_sweep(spec, out, executor, workers, progress, mode, figures, vectorize)
+
+
+def _run_sweep(spec: SweepSpec, out: Path, executor: Executor | None, workers: int | None,
+               progress: bool, mode: str, figures: bool, vectorize: bool) -> SweepResult:
     cells = expand(spec)
     state_file = out / "sweep.json"
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    state = read_json(state_file)
+    state = state if isinstance(state, dict) else {}
     if state.get("cells_definition") and not _compatible(state["cells_definition"],
                                                           spec.cells_definition()):
         raise ConfigError(f"{out} holds the results of a different sweep (name "
@@ -253,7 +323,9 @@ def run_sweep(
                 for unit, vectorized in plan_units(todo, vectorize=vectorize)]
     state["vectorize"] = vectorize
     try:
-        for _payload, results in executor.map(run_unit, payloads):
+        for payload, results in executor.map(run_unit, payloads):
+            if isinstance(results, BaseException):  # the worker process died (or the pool broke)
+                results = _group_error([Cell.from_payload(c) for c in payload["cells"]], results)
             for result in results:
                 if "error" in result:
                     failures[result["id"]] = result["error"]

@@ -16,9 +16,14 @@ def build_model(config: ModelConfig | dict | None = None, **overrides) -> Latent
     >>> model = build_model(name="mlp", hidden=20)
     """
     from ..config import from_dict, to_dict
+    from ..errors import ConfigError
 
     if config is None:
         config = {}
+    if isinstance(config, str):  # build_model("mlp", hidden=20)
+        config = {"name": config}
     data = to_dict(config) if not isinstance(config, dict) else dict(config)
+    if not isinstance(data, dict):
+        raise ConfigError(f"model: expected a ModelConfig, a dict or a name, got {config!r}")
     data.update(overrides)
     return from_dict(ModelConfig, data, where="model").build()

@@ -29,5 +29,12 @@ class ModelConfig:
     #: importance samples S of the test NLL when the evaluation does not say (Section 6.2: 1000).
     default_nll_samples: ClassVar[int] = 1000
 
+    def __post_init__(self) -> None:
+        """Every field checked against its annotation (``x_dim=2.5`` or ``"2"`` is a one-line
+        :class:`~torchmim.errors.ConfigError`, as from YAML); subclasses call this first."""
+        from ..config import check_fields
+
+        check_fields(self, "model")
+
     def build(self) -> LatentVariableModel:  # pragma: no cover - abstract
         raise NotImplementedError

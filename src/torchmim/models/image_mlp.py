@@ -118,6 +118,7 @@ class ImageMLPConfig(ImageConfigMixin, ModelConfig):
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types (ModelConfig)
         if self.z_dim < 1 or self.hidden < 1 or self.depth < 0:
             raise ConfigError(f"model.z_dim and model.hidden must be >= 1 and model.depth >= 0, "
                               f"got {self.z_dim}, {self.hidden}, {self.depth}")

@@ -7,9 +7,13 @@ so MIM and VAE train the very same parameters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
+from ..config import check_number
 from ..distributions.conditional import CONDITIONALS
 from ..distributions.priors import build_prior, check_prior
 from ..errors import ConfigError
@@ -55,13 +59,20 @@ class MLPModelConfig(ModelConfig):
     logvar_clamp: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.x_dim < 1 or self.z_dim < 1:
-            raise ConfigError(f"x_dim and z_dim must be positive, got {self.x_dim}, {self.z_dim}")
-        if self.hidden < 1 or self.depth < 0:
-            raise ConfigError(f"hidden must be >= 1 and depth >= 0, got {self.hidden}, {self.depth}")
+        super().__post_init__()  # field types
+        for name in ("x_dim", "z_dim", "hidden"):
+            check_number(getattr(self, name), f"model.{name}", low=1, integer=True)
+        check_number(self.depth, "model.depth", low=0, integer=True)
+        check_number(self.std_floor, "model.std_floor", low=0)
+        if self.logvar_clamp is not None:
+            low, high = self.logvar_clamp
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ConfigError(f"model.logvar_clamp must be (low, high) with finite low < high, "
+                                  f"got {list(self.logvar_clamp)}")
         ACTIVATIONS.get(self.activation)
         for name in (self.posterior, self.likelihood):
             CONDITIONALS.get(name)
+        self._check_conditional_options()
         x_shape = (self.x_dim,)
         self.prior = check_prior(self.prior, self.prior_options, where="model.prior",
                                  shape=self.z_dim, x_shape=x_shape)
@@ -72,13 +83,31 @@ class MLPModelConfig(ModelConfig):
                                              where="model.latent_anchor", shape=self.z_dim,
                                              x_shape=x_shape)
 
-    def _conditional(self, kind: str, in_dim: int, out_dim: int):
-        cls = CONDITIONALS.get(kind)
+    def _options(self, kind: str) -> dict[str, Any]:
         options = dict(self.conditional_options)
         if kind != "bernoulli":
             options.setdefault("std_floor", self.std_floor)
             if self.logvar_clamp is not None:
                 options.setdefault("logvar_clamp", self.logvar_clamp)
+        return options
+
+    def _check_conditional_options(self) -> None:
+        """``conditional_options`` accepted by both conditionals (built once on a stand-in
+        network, which is cheap and draws no random numbers), so a typo fails when the config is
+        read, not when the model is built."""
+        k = self.conditional_options.get("num_components", 1)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"model.conditional_options.num_components must be a positive "
+                              f"integer, got {k!r}")
+        for kind, dim in ((self.posterior, self.z_dim), (self.likelihood, self.x_dim)):
+            try:
+                CONDITIONALS.get(kind).for_vectors(nn.Identity(), dim, **self._options(kind))
+            except TypeError as e:
+                raise ConfigError(f"model.conditional_options: {e}") from None
+
+    def _conditional(self, kind: str, in_dim: int, out_dim: int):
+        cls = CONDITIONALS.get(kind)
+        options = self._options(kind)
         net = MLP(in_dim, cls.num_outputs(out_dim, **options), hidden=self.hidden, depth=self.depth,
                   activation=self.activation)
         try:

@@ -40,10 +40,15 @@ __all__ = [
 
 def get_objective(spec: str | dict | Objective, **options) -> Objective:
     """An objective from a name (``"mim"``), a dict (``{"name": "mim", ...}``) or an instance."""
+    from collections.abc import Mapping
+
     from ..config import from_dict
+    from ..errors import ConfigError
 
     if isinstance(spec, Objective):
         return spec
+    if not isinstance(spec, (str, Mapping)):
+        raise ConfigError(f"objective: expected a name, a dict or an Objective, got {spec!r}")
     data = {"name": spec} if isinstance(spec, str) else dict(spec)
     data.update(options)
     return from_dict(Objective, data, where="objective")

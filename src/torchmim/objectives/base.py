@@ -17,14 +17,16 @@ batch-mean baseline, which keeps the estimator unbiased and the reported loss va
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ..errors import ConfigError
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
 from ..registry import Registry
 
@@ -32,6 +34,7 @@ __all__ = [
     "OBJECTIVES",
     "Objective",
     "ObjectiveOutput",
+    "check_beta",
     "decoder_path",
     "draw",
     "encoder_path",
@@ -67,12 +70,31 @@ class Objective:
     #: Whether β (Eq. 18) changes the objective; the trainer warms β up only for these.
     uses_beta: ClassVar[bool] = False
 
+    def __post_init__(self) -> None:
+        """Every option checked against its annotation (``AE(reconstruction="l1")``, a NaN
+        ``decoder_path_min_beta``): a one-line :class:`~torchmim.errors.ConfigError`."""
+        from ..config import check_fields
+
+        check_fields(self, "objective")
+
     @property
     def name(self) -> str:
         return OBJECTIVES.name_of(self)
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
         raise NotImplementedError  # pragma: no cover
+
+
+def check_beta(beta: Any) -> None:
+    """Raise a one-line :class:`~torchmim.errors.ConfigError` unless the warm-up weight β of
+    Eq. (18) is a finite number >= 0 (the warm-up takes it from 0 to 1). A tensor β (the
+    vectorised trainer's, one per member) is passed through unchecked, to not synchronise a GPU."""
+    if isinstance(beta, Tensor):
+        return
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (
+            math.isfinite(beta) and beta >= 0):
+        raise ConfigError(f"beta must be a finite number >= 0 (the warm-up weight of Eq. 18), "
+                          f"got {beta!r}")
 
 
 def draw(dist: Distribution, sample_shape: torch.Size | tuple = ()) -> tuple[Tensor, bool]:
@@ -99,13 +121,22 @@ def encoder_path(
 def decoder_path(
     model: LatentVariableModel, num_samples: int, *, pz: Distribution | None = None
 ) -> tuple[JointTerms, Tensor | None]:
-    """Terms at z ∼ P(z), x ∼ p(x|z); plus log p(x|z) if x needs REINFORCE (Eq. 17), else None."""
+    """Terms at z ∼ P(z), x ∼ p(x|z); plus the log-density of the samples that need REINFORCE
+    (Eq. 17) — log p(x|z) for a discrete x, + log P(z) for an anchor without a pathwise sample (a
+    learnable multivariate GMM), whose parameters would otherwise miss the score term — else None.
+    log P(z) is the density z was drawn from (``sampling_log_prob`` where a warmed-up prior's
+    ``log_prob`` differs from it)."""
     pz = model.prior() if pz is None else pz
-    z, _ = draw(model.anchor(pz), (num_samples,))
+    anchor = model.anchor(pz)
+    z, z_score = draw(anchor, (num_samples,))
     px_z = model.likelihood(z)
     x, score = draw(px_z)
     terms = model.terms(x, z, path="decoder", px_z=px_z, pz=pz)
-    return terms, (terms.log_px_z if score else None)
+    log_prob = terms.log_px_z if score else None
+    if z_score:
+        log_pz = getattr(anchor, "sampling_log_prob", anchor.log_prob)(z)
+        log_prob = log_pz if log_prob is None else log_prob + log_pz
+    return terms, log_prob
 
 
 def path_loss(per_sample: Tensor, score_log_prob: Tensor | None = None) -> Tensor:
@@ -125,7 +156,7 @@ def path_loss(per_sample: Tensor, score_log_prob: Tensor | None = None) -> Tenso
 
 def two_path_loss(
     model: LatentVariableModel, x: Tensor, per_sample_fn: Callable[[JointTerms], Tensor], *,
-    symmetric: bool = True,
+    symmetric: bool = True, pz: Distribution | None = None,
 ) -> ObjectiveOutput:
     """The loss of an objective over the anchored sample set D = D_enc ∪ D_dec (Eq. 15, Alg. 1):
 
@@ -138,7 +169,7 @@ def two_path_loss(
     MIM, CE and MIM − H differ only in f, so this is the one place where the sample set is built:
     p(z) once for both paths (a VampPrior runs the encoder on its pseudo-inputs to build it).
     """
-    pz = model.prior()
+    pz = model.prior() if pz is None else pz  # ``pz``: a p(z) the caller built (MIM's warm-up)
     enc, enc_score = encoder_path(model, x, pz=pz)
     losses = [path_loss(per_sample_fn(enc), enc_score)]
     terms = {"encoder": enc}

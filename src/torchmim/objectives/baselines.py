@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor
 
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, encoder_path, path_loss
+from .base import OBJECTIVES, Objective, ObjectiveOutput, check_beta, encoder_path, path_loss
 
 __all__ = ["AE", "VAE"]
 
@@ -27,6 +27,7 @@ class VAE(Objective):
     uses_beta = True
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        check_beta(beta)
         terms, score = encoder_path(model, x, data_prior=False)
         per_sample = -(terms.log_px_z + beta * (terms.log_pz - terms.log_qz_x))
         return ObjectiveOutput(loss=path_loss(per_sample, score), terms={"encoder": terms})
@@ -45,6 +46,7 @@ class AE(Objective):
     reconstruction: Literal["nll", "mse"] = "nll"
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        check_beta(beta)  # unused: AE has no β, but a NaN is still a caller's mistake
         z = model.posterior(x).mean
         px_z = model.likelihood(z)
         log_px_z = px_z.log_prob(x)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, two_path_loss
+from .base import OBJECTIVES, Objective, ObjectiveOutput, check_beta, two_path_loss
 
 __all__ = ["CE", "ce_per_sample"]
 
@@ -35,4 +35,5 @@ class CE(Objective):
     symmetric: bool = True
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        check_beta(beta)  # unused: CE has no β
         return two_path_loss(model, x, ce_per_sample, symmetric=self.symmetric)

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..models.latent_variable_model import LatentVariableModel
-from .base import OBJECTIVES, Objective, ObjectiveOutput, encoder_path, path_loss, two_path_loss
+from .base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveOutput,
+    check_beta,
+    encoder_path,
+    path_loss,
+    two_path_loss,
+)
 from .cross_entropy import ce_per_sample
 from .mim import mim_per_sample
 
@@ -35,6 +43,7 @@ class VAEPlusEntropy(Objective):
     uses_beta = True
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        check_beta(beta)
         terms, score = encoder_path(model, x)
         per_sample = (-(terms.log_px_z + beta * (terms.log_pz - terms.log_qz_x))
                       - (terms.log_qz_x + terms.log_qx))
@@ -54,5 +63,6 @@ class MIMMinusEntropy(Objective):
     decoder_path_min_beta: float = 1.0
 
     def __call__(self, model: LatentVariableModel, x: Tensor, beta: float = 1.0) -> ObjectiveOutput:
+        check_beta(beta)
         return two_path_loss(model, x, lambda t: mim_per_sample(t, beta) - ce_per_sample(t),
                              symmetric=beta >= self.decoder_path_min_beta)

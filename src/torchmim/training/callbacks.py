@@ -8,6 +8,7 @@ A callback receives the trainer and plain dicts of numbers; none of them can cha
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
 
 __all__ = ["CSVLogger", "Callback", "LogConfig", "MLflowLogger", "ProgressBar",
-           "TensorBoardLogger"]
+           "TensorBoardLogger", "write_history_csv"]
 
 
 class Callback:
@@ -94,24 +95,36 @@ class ProgressBar(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch to a CSV file (the columns of the first row; resumes append)."""
+    """One row per epoch in a CSV file (the columns of the first row), kept equal to the trainer's
+    history: the file is rewritten atomically from ``trainer.history`` when a fit starts and after
+    every epoch. A resumed fit therefore holds exactly the rows of the epochs its checkpoint holds
+    (a row lost to a crash between the checkpoint and the log comes back, the rows of epochs after
+    the checkpoint go), and a crash mid-write never leaves half a row."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fields: list[str] | None = None
+        self._rows: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._rows = list(trainer.history)
+        write_history_csv(self._rows, self.path)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._fields is None:
-            if self.path.exists() and self.path.stat().st_size > 0:
-                with self.path.open() as f:
-                    self._fields = next(csv.reader(f))
-            else:
-                self._fields = list(logs)
-                with self.path.open("w", newline="") as f:
-                    csv.writer(f).writerow(self._fields)
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(logs)
+        self._rows.append(logs)
+        write_history_csv(self._rows, self.path)
+
+
+def write_history_csv(history: list[dict[str, Any]], path: str | Path) -> None:
+    """Write ``history`` (one dict per epoch; the first row's columns) to ``path`` atomically; an
+    empty history gives an empty file."""
+    from ..io import atomic_write_text
+
+    buf = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buf, list(history[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
 
 
 _TENSORBOARD_MISSING = ("TensorBoard logging needs the tensorboard package: "

@@ -20,7 +20,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,19 +30,28 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..allocator import keep_freed_memory
-from ..config import to_dict
+from ..config import from_dict, to_dict
 from ..data.loading import as_dataloader, batch_x, check_finite
 from ..distributions.priors import Prior
 from ..errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
-from ..io import CHECKPOINT_FORMAT, atomic_save, checkpoint_to_dict, read_checkpoint
+from ..io import (
+    CHECKPOINT_FORMAT,
+    atomic_save,
+    checkpoint_to_dict,
+    clean_temporaries,
+    read_checkpoint,
+)
+from ..locking import FolderLock
 from ..models.latent_variable_model import LatentVariableModel
+from ..objectives import get_objective
 from ..objectives.base import Objective
 from ..schedules import beta_warmup, lr_warmup_factor
 from ..seeding import derive_seed, seed_everything
 from ..threads import resolve_threads, torch_threads
 from .callbacks import Callback, ProgressBar
 
-__all__ = ["CHECKPOINT_FORMAT", "INIT_EXAMPLES", "Trainer", "TrainerConfig", "fit"]
+__all__ = ["CHECKPOINT_FORMAT", "INIT_EXAMPLES", "RESUME_SAFE_TRAIN_KEYS", "Trainer",
+           "TrainerConfig", "changed_keys", "check_resume_trainer", "fit"]
 
 #: How many training examples a fresh fit passes to ``model.initialize_from_data``.
 INIT_EXAMPLES = 1000
@@ -51,6 +60,11 @@ INIT_EXAMPLES = 1000
 #: warm-up 3 and patience 3 the earliest stop is epoch 7, 553 steps), so that its runs stay quiet
 #: and only small data sets (a few thousand rows or fewer) are told.
 FEW_STEPS = 500
+#: Trainer options that a resume may change: they cannot change what the resumed epochs compute
+#: (``epochs`` only upwards of the checkpoint's epoch; the other options only say where, how fast
+#: and how visibly it runs, or how often it is checkpointed). Any other change is refused.
+RESUME_SAFE_TRAIN_KEYS = ("epochs", "max_seconds", "device", "progress", "threads",
+                          "checkpoint_every")
 
 
 @dataclass
@@ -120,17 +134,33 @@ class TrainerConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        """Every option checked when the config is made (from YAML, ``-s`` or Python), with a
+        one-line :class:`~torchmim.errors.ConfigError`: types (``epochs: '3'`` or ``2.5``), NaN
+        and infinities, ranges and the device's spelling (not its presence: a config written
+        for a GPU still loads on a CPU machine, to evaluate). ``epochs < warmup_epochs`` is
+        allowed, a run that ends during the warm-up (a smoke test): no epoch reaches β = 1, so
+        no model is selected and the last one is kept (``best_epoch`` is ``None``)."""
+        from ..config import check_fields, check_number
+
+        check_fields(self, "train")
         for name in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.warmup_epochs < 0 or (self.patience is not None and self.patience < 0):
-            raise ConfigError("train.warmup_epochs and train.patience must be >= 0")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ConfigError(f"train.max_seconds must be positive or null, got {self.max_seconds}")
-        if self.min_steps < 0:
-            raise ConfigError(f"train.min_steps must be >= 0, got {self.min_steps}")
+            check_number(getattr(self, name), f"train.{name}", low=1, integer=True)
+        check_number(self.lr, "train.lr", low=0, low_open=True)
+        check_number(self.warmup_epochs, "train.warmup_epochs", low=0, integer=True)
+        check_number(self.patience, "train.patience", low=0, integer=True, none=True)
+        check_number(self.min_steps, "train.min_steps", low=0, integer=True)
+        check_number(self.max_seconds, "train.max_seconds", low=0, low_open=True, none=True)
+        check_number(self.grad_clip, "train.grad_clip", low=0, low_open=True, none=True)
+        check_number(self.num_workers, "train.num_workers", low=0, integer=True)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"train.seed must be an integer in [0, 2**32), got {self.seed} (a "
+                              "run is seeded by its top-level 'seed')")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError(f"train.device must be 'cpu', 'cuda', 'cuda:N', 'mps' or "
+                                  f"'auto', got {self.device!r}") from None
         if self.threads is not None:
             resolve_threads(self.threads, None, where="train.threads")
 
@@ -188,6 +218,17 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress_desc: str | None = None,
     ) -> None:
+        if not isinstance(model, LatentVariableModel):
+            raise ConfigError(f"Trainer: model must be a torchmim LatentVariableModel (e.g. "
+                              f"MLPModelConfig().build()), got {type(model).__name__}")
+        # a registry name or dict is accepted for the objective and a dict for the config, as in
+        # RunConfig; anything else is refused here, not deep inside fit
+        objective = get_objective(objective)
+        if isinstance(config, Mapping):
+            config = from_dict(TrainerConfig, config, where="train")
+        if config is not None and not isinstance(config, TrainerConfig):
+            raise ConfigError(f"Trainer: config must be a TrainerConfig or a dict of its options, "
+                              f"got {type(config).__name__}")
         self.config = config or TrainerConfig()
         self.device = resolve_device(self.config.device)
         self.model = model.to(self.device)
@@ -207,6 +248,7 @@ class Trainer:
         self.steps = 0  # gradient steps so far (resumed epochs included)
         self.initialized_from_data = False
         self.batches_per_epoch: int | None = None
+        self.saved_epoch: int | None = None  # the epoch of the checkpoint on disk, if any
         self._generator = torch.Generator()
 
     # ------------------------------------------------------------------ checkpoints
@@ -228,7 +270,18 @@ class Trainer:
         if path is None:
             raise ConfigError("no checkpoint path: pass one or give the Trainer an out_dir")
         atomic_save(self.state_dict(), path)
+        if path == self.checkpoint_path:
+            self.saved_epoch = self.epoch
         return path
+
+    def _kept(self) -> str:
+        """What a divergence leaves on disk, truthfully."""
+        if self.checkpoint_path is None:
+            return "no checkpoint is written (the trainer has no out_dir)"
+        if self.saved_epoch is None:
+            return f"no checkpoint was written yet (none in {self.out_dir})"
+        return (f"the last good checkpoint (epoch {self.saved_epoch}) was left intact at "
+                f"{self.checkpoint_path}")
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the state written by :meth:`save_checkpoint`."""
@@ -237,6 +290,13 @@ class Trainer:
         if saved_objective != to_dict(self.objective):
             raise CheckpointError(f"{path} was written by objective {saved_objective}, but this "
                                   f"trainer runs {to_dict(self.objective)}")
+        check_resume_trainer(ckpt["trainer"], to_dict(self.config), int(ckpt["epoch"]),
+                             source=str(path))
+        if (ckpt["model_config"] is not None and self.model.config is not None
+                and ckpt["model_config"] != to_dict(self.model.config)):
+            keys = changed_keys(ckpt["model_config"], to_dict(self.model.config))
+            raise CheckpointError(f"{path} was written by another model (changed: "
+                                  f"{', '.join(keys)}); resume it with the model it was run with")
         try:
             self.model.load_state_dict(ckpt["model_state"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -250,6 +310,8 @@ class Trainer:
         self.stopped_early = bool(ckpt["stopped_early"])
         self.history = list(ckpt["history"])
         self.steps = int(self.history[-1].get("steps", 0)) if self.history else 0
+        if Path(path) == self.checkpoint_path:
+            self.saved_epoch = self.epoch
 
     # ------------------------------------------------------------------ data
     def _loader(self, data: Any, *, train: bool, name: str) -> tuple[DataLoader, bool]:
@@ -302,14 +364,13 @@ class Trainer:
         count = 0
         for step, batch in enumerate(loader):
             x = self._prepare(batch, checked, "training data", step)
-            out = self.objective(self.model, x, beta)
+            out = self._batch_loss(x, beta)
             if not torch.isfinite(out.loss):
                 bad = {k: v for k, v in out.scalars().items() if not math.isfinite(v)}
                 raise TrainingDivergedError(
-                    f"non-finite loss at epoch {epoch}, batch {step} (β={beta:.3g}): {bad}. "
-                    f"The last good checkpoint (epoch {self.epoch}) was left intact"
-                    + (f" at {self.checkpoint_path}" if self.checkpoint_path else "")
-                    + "; try a lower learning rate, a larger std_floor or a logvar_clamp.")
+                    f"non-finite loss at epoch {epoch}, batch {step} (β={beta:.3g}): {bad}; "
+                    f"{self._kept()}; try a lower learning rate, a larger std_floor or a "
+                    "logvar_clamp")
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.normalize_grads:
@@ -327,6 +388,15 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v * n
             for cb in self.callbacks:
                 cb.on_batch_end(self, step, logs)
+        return self._epoch_means(sums, count)
+
+    # Hooks of a data-parallel trainer (torchmim.training.distributed), plain here.
+    def _batch_loss(self, x: Tensor, beta: float) -> Any:
+        """The objective on one training batch (``.loss`` to backpropagate, ``.scalars()``)."""
+        return self.objective(self.model, x, beta)
+
+    def _epoch_means(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        """An epoch's logs: the example-weighted ``sums`` of the batches' scalars over ``count``."""
         if count == 0:
             raise DataError("the training data produced no batches")
         return {k: v / count for k, v in sums.items()}
@@ -342,9 +412,22 @@ class Trainer:
             resume: ``True`` continues from ``out_dir/checkpoint.pt`` if it exists; a path continues
                 from that checkpoint (which must exist).
         """
+        lock = FolderLock(self.out_dir, what="run folder") if self.out_dir is not None else None
+        if lock is not None:
+            lock.acquire()  # one writer per folder (re-entrant: run() already holds it)
+        try:
+            return self._fit(train_data, val_data, resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, train_data: Any, val_data: Any, resume: bool | str | Path
+             ) -> list[dict[str, Any]]:
         cfg = self.config
         keep_freed_memory()  # glibc: keep freed activation buffers for the next step (issue 11)
         threads = resolve_threads(cfg.threads, self.model, where="train.threads")
+        if self.out_dir is not None:
+            clean_temporaries(self.out_dir)  # of atomic writes a crash interrupted (we hold the lock)
         loaded = False
         if resume:
             path = self.checkpoint_path if resume is True else Path(resume)
@@ -385,7 +468,8 @@ class Trainer:
             return
         if isinstance(train_data, DataLoader):
             loader, checked = train_data, False
-        else:
+        else:  # a data set may serve other values for initialisation (grey levels of images)
+            train_data = getattr(train_data, "initialization_data", lambda: train_data)()
             loader, checked = as_dataloader(train_data, batch_size=INIT_EXAMPLES, shuffle=False,
                                             name="training data")
         seed_everything(derive_seed(self.config.seed, "init_examples"))  # a shuffling loader
@@ -428,9 +512,11 @@ class Trainer:
             val_loss = self.evaluate_loss(val_data, beta=1.0, seed=derive_seed(cfg.seed, "val", epoch))
         else:
             val_loss = train_logs["loss"] if beta >= 1.0 else math.nan
-        if not math.isfinite(val_loss) and beta >= 1.0:
-            raise TrainingDivergedError(f"non-finite validation loss at epoch {epoch}; the last good "
-                                        f"checkpoint (epoch {self.epoch}) was left intact")
+        # A non-finite validation loss is divergence in warm-up too (it must never become a
+        # checkpoint); without validation data the warm-up's placeholder is NaN by design.
+        if not math.isfinite(val_loss) and (beta >= 1.0 or val_data is not None):
+            raise TrainingDivergedError(f"non-finite validation loss {val_loss} at epoch {epoch} "
+                                        f"(β={beta:.3g}); {self._kept()}")
         # Early stopping and best-model selection only once β = 1 (the counter is idle in warm-up).
         improved, stopped = select_and_stop(
             self, val_loss, epoch, cfg, selecting=beta >= 1.0 or not self.objective.uses_beta,
@@ -482,6 +568,42 @@ def select_and_stop(state: Any, val_loss: float, epoch: int, cfg: TrainerConfig,
     if stopped:
         state.stopped_early = True
     return improved, stopped
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested dicts (added and removed ones too)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix.rstrip(".") or "(value)"]
+    keys = []
+    for k in list(old) + [k for k in new if k not in old]:
+        if k not in old or k not in new:
+            keys.append(f"{prefix}{k}")
+        else:
+            keys += changed_keys(old[k], new[k], f"{prefix}{k}.")
+    return keys
+
+
+def check_resume_trainer(saved: dict[str, Any], new: dict[str, Any], epoch: int, *,
+                         source: str, prefix: str = "") -> list[str]:
+    """Refuse (:class:`~torchmim.errors.CheckpointError`, one line naming the keys) a resume whose
+    trainer options differ from the checkpoint's ``saved`` ones in anything but
+    :data:`RESUME_SAFE_TRAIN_KEYS`, or whose ``epochs`` is below the checkpoint's ``epoch``.
+    Returns the changed safe keys."""
+    defaults = to_dict(TrainerConfig())  # an option newer than the checkpoint: its default is safe
+    changed = [k for k in changed_keys(saved, new)
+               if not (k not in saved and k in defaults and new.get(k) == defaults[k])]
+    unsafe = [k for k in changed if k not in RESUME_SAFE_TRAIN_KEYS]
+    if unsafe:
+        raise CheckpointError(
+            f"{source} was trained with other options: "
+            + ", ".join(f"{prefix}{k} {saved.get(k)!r} -> {new.get(k)!r}" for k in unsafe)
+            + "; a resume may only change " + ", ".join(prefix + k for k in RESUME_SAFE_TRAIN_KEYS)
+            + " (start a new run for the others)")
+    if "epochs" in new and new["epochs"] < epoch:
+        raise CheckpointError(f"{source} has already trained {epoch} epochs, more than "
+                              f"{prefix}epochs={new['epochs']}; a resume may raise the epoch "
+                              "budget, not cut it below what was trained")
+    return changed
+
 
 def _has_data_init(model: LatentVariableModel) -> bool:
     """Whether ``model.initialize_from_data`` would do anything: the model or one of its modules

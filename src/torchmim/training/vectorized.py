@@ -125,6 +125,8 @@ def _model_reason(model_config: Any) -> str | None:
         return "the encoder and decoder are not both Gaussian"
     if c.prior != "normal" or c.data_prior != "marginal" or c.latent_anchor is not None:
         return "p(z) is not N(0, I) or q(x) is not the marginal of Eq. (16)"
+    if c.data_prior_options.get("decoder_estimate", "likelihood") != "likelihood":
+        return "q(x) re-encodes the decoder's samples (data_prior_options.decoder_estimate)"
     return None
 
 
@@ -198,10 +200,19 @@ class MemberState:
     stopped_early: bool = False
     error: str | None = None
     lr: float = 0.0
+    saved_epoch: int | None = None  # the epoch of its checkpoint on disk, if any
 
     @property
     def elapsed_seconds(self) -> float:
         return float(sum(h.get("seconds", 0.0) for h in self.history))
+
+    def kept(self) -> str:
+        """What a divergence leaves on disk, truthfully (as ``Trainer`` says it)."""
+        if self.out_dir is None:
+            return "no checkpoint is written (no out_dir)"
+        if self.saved_epoch is None:
+            return f"no checkpoint was written yet (none in {self.out_dir})"
+        return f"the last good checkpoint (epoch {self.saved_epoch}) was left intact"
 
 
 def _epoch_x(data: Any, epoch: int, name: str) -> Tensor:
@@ -346,6 +357,7 @@ class VectorizedTrainer:
         if s.out_dir is None:
             return
         atomic_save(self.member_checkpoint(i), s.out_dir / "checkpoint.pt")
+        s.saved_epoch = s.epoch
         write_history_csv(s.history, s.out_dir / "history.csv")
 
     def load_member(self, i: int, path: str | Path) -> None:
@@ -479,6 +491,8 @@ class VectorizedTrainer:
                 if path is not None and path.exists():
                     try:
                         self.load_member(i, path)
+                        s.saved_epoch = s.epoch
+                        write_history_csv(s.history, s.out_dir / "history.csv")  # = checkpoint's
                     except TorchMIMError as e:
                         s.error = f"{type(e).__name__}: {e}"
         vals = None
@@ -543,8 +557,7 @@ class VectorizedTrainer:
                         failed[j] = True
                         members[j].error = (
                             f"TrainingDivergedError: non-finite loss at epoch {epoch}, batch "
-                            f"{step} (β={beta_list[j]:.3g}); the last good checkpoint (epoch "
-                            f"{members[j].epoch}) was left intact")
+                            f"{step} (β={beta_list[j]:.3g}); {members[j].kept()}")
                 loss = torch.where(bad, torch.zeros_like(loss), loss)
             grads = torch.autograd.grad(loss.sum(), params)
             with torch.no_grad():
@@ -595,11 +608,12 @@ class VectorizedTrainer:
                    train: dict[str, float], val_loss: float | None, seconds: float) -> None:
         """The single trainer's end of epoch (early stopping, best model, history) for one member."""
         cfg = self.config
+        validated = val_loss is not None  # a NaN validation loss is divergence in warm-up too
         if val_loss is None:
             val_loss = train["loss"] if beta >= 1.0 else math.nan
-        if not math.isfinite(val_loss) and beta >= 1.0:
-            s.error = (f"TrainingDivergedError: non-finite validation loss at epoch {epoch}; the "
-                       f"last good checkpoint (epoch {s.epoch}) was left intact")
+        if not math.isfinite(val_loss) and (beta >= 1.0 or validated):
+            s.error = (f"TrainingDivergedError: non-finite validation loss at epoch {epoch}; "
+                       f"{s.kept()}")
             return
         improved, stopped = select_and_stop(
             s, val_loss, epoch, cfg, selecting=beta >= 1.0 or not s.objective.uses_beta,
@@ -724,9 +738,11 @@ def run_group(
     :class:`~torchmim.runs.RunResult` per config, or the error that ended that member (a diverged
     member does not stop the others).
     """
+    import yaml
+
     from ..environment import environment_info
     from ..evaluation import evaluate
-    from ..io import save_model
+    from ..io import atomic_write_json, atomic_write_text, save_model
     from ..runs import RunResult
     from ..seeding import seed_everything
 
@@ -752,8 +768,8 @@ def run_group(
         models.append(model)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            config.save(out / "config.yaml")
-            (out / "environment.json").write_text(json.dumps(environment_info(), indent=2) + "\n")
+            atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+            atomic_write_json(out / "environment.json", environment_info())
     train_cfg = dataclasses.replace(configs[0].train, seed=0, progress=False)
     trainer = VectorizedTrainer(models, [c.objective for c in configs], train_cfg,
                                 seeds=[c.seed for c in configs], out_dirs=outs,
@@ -767,6 +783,7 @@ def run_group(
                            else CheckpointError(s.error))
             continue
         model = trainer.member_model(i)
+        model.data_transform = data.transform  # saved with the model, as run() does
         start = time.perf_counter()
         try:
             metrics = evaluate(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
@@ -777,12 +794,12 @@ def run_group(
             "eval_seconds": time.perf_counter() - start,
             "epochs": s.epoch,
             "best_epoch": s.best_epoch if s.best_epoch is not None else s.epoch,
-            "best_val_loss": s.best_val,
+            "best_val_loss": s.best_val if s.best_epoch is not None else None,
             "train_seconds": s.elapsed_seconds,
         })
         metrics.update({f"data.{k}": v for k, v in data.info.items()})
         if out is not None:
             save_model(model, out / "model.pt")
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            atomic_write_json(out / "metrics.json", metrics)
         results.append(RunResult(config, model, metrics, s.history, data, out))
     return results
