@@ -56,8 +56,10 @@ def test_model_methods_and_shapes():
     assert model.log_q_joint(x, z).shape == (4,)
     with pytest.raises(tm.DataError, match=r"z has shape \(4, 2\)"):
         model.decode(torch.randn(4, 2))
+    # integers are numbers (cast as Trainer.fit casts them); complex numbers are refused
+    assert torch.equal(model.encode(torch.ones(4, 2, dtype=torch.long)), model.encode(x * 0 + 1))
     with pytest.raises(tm.DataError, match="floating-point"):
-        model.encode(torch.ones(4, 2, dtype=torch.long))
+        model.encode(torch.ones(4, 2, dtype=torch.complex64))
 
 
 # ------------------------------------------------------------------ the training checkpoint (io.py)
@@ -142,4 +144,4 @@ def test_maps_check_their_input():
     with pytest.raises(tm.DataError, match="not a numeric array"):
         model.encode([["a", "b"]])
     with pytest.raises(tm.DataError, match="floating-point"):
-        model.encode(torch.ones(4, 2, dtype=torch.long).numpy())
+        model.encode(torch.ones(4, 2, dtype=torch.complex64).numpy())

@@ -124,14 +124,19 @@ def test_entry_point_plugin_is_loaded_by_the_cli(isolated, tmp_path, monkeypatch
 
 
 def test_import_option_and_a_function_entry_point(isolated, tmp_path, monkeypatch):
-    # --import finds a module in the current folder and records it for worker processes; an
-    # entry point naming a function is called
+    # --import finds a module in the current folder and records it for worker processes (while
+    # the command runs: the data set's load, in the command, sees it); an entry point naming a
+    # function is called
     tag = isolated
-    (tmp_path / f"{tag}_mod.py").write_text(PLUGIN.replace("TAG", tag))
+    seen = PLUGIN.replace("    def load(self, seed=0):\n",
+                          "    def load(self, seed=0):\n        import os\n"
+                          "        SEEN.append(os.environ.get('TORCHMIM_IMPORT'))\n")
+    (tmp_path / f"{tag}_mod.py").write_text("SEEN = []\n" + seen.replace("TAG", tag))
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, ["--import", f"{tag}_mod", *train_args(tag, tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    assert f"{tag}_mod" in registry.os.environ[registry.IMPORT_ENV].split(",")
+    assert f"{tag}_mod" in sys.modules[f"{tag}_mod"].SEEN[0].split(",")
+    assert registry.os.environ[registry.IMPORT_ENV] == ""  # restored after the command
 
     site = tmp_path / "site2"
     install(site, f"{tag}-fn", f"{tag}_fn", "CALLED = []\ndef register():\n    CALLED.append(1)\n",

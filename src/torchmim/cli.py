@@ -114,18 +114,19 @@ def main(imports: tuple[str, ...]) -> None:
 
 def _load_plugins(imports: tuple[str, ...]) -> None:
     """Enable the entry-point plugins (loaded at the first registry lookup) and import the
-    ``--import`` modules now; the environment carries both to a sweep's worker processes."""
-    import os
+    ``--import`` modules now, for this command: the environment carries both to a sweep's worker
+    processes while it runs, and is restored when it ends (so nothing leaks into later code of the
+    same process, e.g. the next in-process ``CliRunner`` call)."""
+    from .registry import _import, plugins_enabled
 
-    from .registry import IMPORT_ENV, _import, enable_plugins
-
-    enable_plugins()
+    ctx = click.get_current_context()
+    ctx.with_resource(plugins_enabled(imports))
     if not imports:
         return
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    known = [n for n in os.environ.get(IMPORT_ENV, "").split(",") if n]
-    os.environ[IMPORT_ENV] = ",".join(dict.fromkeys(known + list(imports)))
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # the current folder, for this command only
+        sys.path.append(cwd)
+        ctx.call_on_close(lambda: cwd in sys.path and sys.path.remove(cwd))
     try:
         for name in imports:
             _import(name, "--import")
@@ -247,9 +248,10 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
                            progress=True)
     text = json.dumps(metrics, indent=2)
     click.echo(text)
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text + "\n")
+    if out_file is not None:  # atomically: a crash never leaves half a file
+        from .io import atomic_write_text
+
+        atomic_write_text(out_file, text + "\n")
 
 
 @main.command()

@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "FolderLockedError",
     "MissingDependencyError",
     "StateDictError",
     "TorchMIMError",
@@ -51,3 +52,8 @@ class MissingDependencyError(TorchMIMError, ImportError):
 
 class TrainingDivergedError(TorchMIMError, RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is left untouched."""
+
+
+class FolderLockedError(TorchMIMError, RuntimeError):
+    """Another live process holds a run or sweep folder's lock (it is writing there); the message
+    names the folder and that process (:class:`torchmim.locking.FolderLock`)."""

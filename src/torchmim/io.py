@@ -28,9 +28,9 @@ from .errors import CheckpointError, ConfigError
 from .models.configs import ModelConfig
 from .models.latent_variable_model import LatentVariableModel
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "atomic_save", "atomic_write_json",
-           "atomic_write_text", "checkpoint_to_dict", "clean_temporaries", "load_model",
-           "model_from_dict", "model_to_dict", "read_checkpoint", "read_json", "safe_load",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "atomic_save", "atomic_write_bytes",
+           "atomic_write_json", "atomic_write_text", "checkpoint_to_dict", "clean_temporaries",
+           "load_model", "model_from_dict", "model_to_dict", "read_checkpoint", "read_json", "safe_load",
            "save_model", "strict_json"]
 
 MODEL_FORMAT = "torchmim.model"
@@ -44,8 +44,8 @@ CHECKPOINT_KEYS = ("epoch", "model_config", "model_state", "best_state", "optimi
                    "best_epoch", "bad_epochs", "stopped_early", "history", "objective", "trainer")
 
 
-#: The names of the temporary files of interrupted atomic writes (``.<name>.<random>.tmp``, and
-#: ``.<name>.tmp`` of the sweep tables): :func:`clean_temporaries` removes them.
+#: The names of the temporary files of interrupted atomic writes (``.<name>.<random>.tmp``; also
+#: ``.<name>.tmp``, what older versions wrote): :func:`clean_temporaries` removes them.
 TEMPORARY_FILE = re.compile(r"^\..+\.tmp$")
 
 
@@ -88,6 +88,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     A crash mid-write leaves the previous file intact: the rename is atomic on POSIX and Windows.
     """
     _atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` atomically (temporary file next to ``path``, fsync, rename): a reader or a
+    crash sees the old file or the new one, never a part. Creates missing parent folders."""
+    _atomic_write(path, lambda f: f.write(data), "wb")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -2,14 +2,15 @@
 
 RUN is a run folder (its ``model.pt``) or a model file. The points come from ``--data FILE``
 (``.npy``/``.npz``/``.csv``/``.parquet``, raw rows in the training file's units; for a CSV or
-Parquet file the model's feature columns are taken) or, without it, from the test split of the
-run's own data (read through the run's ``config.yaml``). Each command writes an ``.npz`` of arrays
-(``.npy`` of the main array if ``--out`` ends so) and, when the data are images, a PNG grid.
+Parquet file the model's feature columns are taken, and the labels from the run's
+``data.label_column`` when the file has that column; a ``.npz`` gives its array ``y``) or, without
+it, from the test split of the run's own data (read through the run's ``config.yaml``). Each
+command writes an ``.npz`` of arrays (``.npy`` of the main array if ``--out`` ends so), atomically,
+and, when the data are images, a PNG grid.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,23 @@ def _rows(model: Any, run: Path, data: Path | None) -> tuple[Any, Any]:
     from .errors import ConfigError
 
     tr = getattr(model, "data_transform", None)
+    cfg_path = _model_path(run).with_name("config.yaml")
     if data is not None:
         from .data.files import read_table
 
+        if data.name.lower().endswith((".npy", ".npz")):  # a .npz's labels are its array 'y'
+            table = read_table(data)
+            return table.x, table.y
         columns = None if tr is None or tr.feature_names is None else list(tr.feature_names)
-        suffix = data.name.lower()
-        table = read_table(data, feature_columns=columns if not suffix.endswith(
-            (".npy", ".npz")) else None)
+        label = _label_column(cfg_path)
+        if label is not None:  # the run's label column, when this file has it too
+            try:
+                table = read_table(data, feature_columns=columns, label_column=label)
+                return table.x, table.y
+            except ConfigError:  # no such column here (or another column problem: said below)
+                pass
+        table = read_table(data, feature_columns=columns)
         return table.x, table.y
-    cfg_path = _model_path(run).with_name("config.yaml")
     if not cfg_path.is_file():
         raise ConfigError(f"no run config at {cfg_path}: pass --data FILE with the points")
     from .runs import RunConfig
@@ -82,6 +91,18 @@ def _rows(model: Any, run: Path, data: Path | None) -> tuple[Any, Any]:
     if tr is not None:
         x = tr.inverse(x)
     return x.numpy(), None if y is None else np.asarray(y)
+
+
+def _label_column(cfg_path: Path) -> str | None:
+    """The ``data.label_column`` of the run's saved config (read as plain YAML: the training file
+    need not be there), or ``None``."""
+    if not cfg_path.is_file():
+        return None
+    from .config import load_config_file
+
+    data = load_config_file(cfg_path).get("data")
+    label = data.get("label_column") if isinstance(data, dict) else None
+    return label if isinstance(label, str) else None
 
 
 def _take(rows: Any, idx: list[int], what: str) -> Any:
@@ -95,19 +116,20 @@ def _take(rows: Any, idx: list[int], what: str) -> Any:
 
 def _write(out: Path, arrays: dict[str, Any], main_key: str) -> None:
     """Atomically write the arrays (``.npz``), or the main one (``.npy``)."""
+    import io
+
     import numpy as np
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_write_bytes
+
     arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)
               for k, v in arrays.items()}
-    tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
+    buf = io.BytesIO()
     if out.suffix == ".npy":
-        np.save(tmp, arrays[main_key])
+        np.save(buf, arrays[main_key])
     else:
-        np.savez(tmp, **arrays)
-        if not str(tmp).endswith(".npz"):  # np.savez appends .npz to other names
-            tmp = tmp.with_name(tmp.name + ".npz")
-    os.replace(tmp, out)
+        np.savez(buf, **arrays)
+    atomic_write_bytes(out, buf.getvalue())  # temporary file, fsync, rename
     click.echo(f"wrote {out} ({', '.join(f'{k} {tuple(v.shape)}' for k, v in arrays.items())})")
 
 

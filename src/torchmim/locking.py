@@ -12,6 +12,10 @@ this host is taken over.
 
 The lock is re-entrant within one process (``run()`` holds its folder's lock and the trainer it
 starts takes it again), not across threads of one process.
+
+A lock that created its folder and leaves it holding nothing but the lock file (the run or sweep
+failed before writing anything, e.g. on a missing data file) removes the lock file and the folders
+it created when it is released, so a failed start leaves no new empty folder behind.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import ConfigError, TorchMIMError
+from .errors import ConfigError, FolderLockedError
 
 try:  # POSIX
     import fcntl
@@ -39,11 +43,8 @@ __all__ = ["LOCK_NAME", "FolderLock", "FolderLockedError", "lock_holder"]
 LOCK_NAME = ".lock"
 
 _held: dict[str, tuple[int, Any]] = {}  # realpath -> (count, open file), this process's locks
+_created: dict[str, list[Path]] = {}  # realpath -> the folders its first acquire created
 _guard = threading.Lock()
-
-
-class FolderLockedError(TorchMIMError, RuntimeError):
-    """Another live process holds the folder's lock (it is writing a run or a sweep there)."""
 
 
 def lock_holder(folder: str | Path) -> dict[str, Any] | None:
@@ -77,6 +78,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _only_lock_file(folder: Path) -> bool:
+    try:
+        return os.listdir(folder) == [LOCK_NAME]
+    except OSError:
+        return False
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the (empty) folders in ``created``, innermost first; stop at one that is not empty
+    (another process wrote there meanwhile) or cannot be removed."""
+    for p in created:
+        try:
+            p.rmdir()
+        except OSError:
+            return
+
+
 class FolderLock:
     """An exclusive, process-wide lock on a folder (a context manager).
 
@@ -96,6 +114,11 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         """Take the lock or raise :class:`FolderLockedError` at once (never waits)."""
+        missing = []  # the folders this acquire creates, innermost first
+        p = self.folder.absolute()
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -108,8 +131,13 @@ class FolderLock:
                 _held[key] = (count + 1, f)
                 self._key = key
                 return self
-            f = self._take()
+            try:
+                f = self._take()
+            except BaseException:
+                _remove_empty(missing)
+                raise
             _held[key] = (1, f)
+            _created[key] = missing
             self._key = key
         return self
 
@@ -162,12 +190,19 @@ class FolderLock:
                 _held[self._key] = (count - 1, fd)
             else:
                 del _held[self._key]
+                created = _created.pop(self._key, [])
+                # still holding the lock: remove the folder we created if it holds nothing else
+                unused = bool(created) and _only_lock_file(self.folder)
+                if unused:
+                    self.path.unlink(missing_ok=True)
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                     os.close(fd)
                 else:  # pragma: no cover
                     os.close(fd)
                     self.path.unlink(missing_ok=True)
+                if unused:
+                    _remove_empty(created)
         self._key = None
 
     def __enter__(self) -> FolderLock:

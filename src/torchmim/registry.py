@@ -12,25 +12,28 @@ back (:meth:`Registry.name_of` and :meth:`Registry.canonical` give the registere
 Plugins: a package registers its own data sets, priors, networks or objectives by declaring an
 entry point in the group ``torchmim.plugins`` (``[project.entry-points."torchmim.plugins"]
 mine = "mypkg.torchmim_plugin"``; a ``module:function`` value is imported and called). The command
-line enables them (:func:`enable_plugins`), and the first registry lookup then imports them all
-(:func:`load_plugins`), together with the modules named in ``$TORCHMIM_IMPORT`` (what
-``torchmim --import MODULE`` sets, so that a sweep's worker processes import them too). In Python,
-call :func:`load_plugins` or import the module.
+line enables them for the duration of one command (:func:`plugins_enabled`), and the first registry
+lookup then imports them all (:func:`load_plugins`), together with the modules named in
+``$TORCHMIM_IMPORT`` (what ``torchmim --import MODULE`` adds, so that a sweep's worker processes,
+started during the command, import them too); the environment is restored when the command ends.
+In Python, call :func:`load_plugins` or import the module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["PLUGIN_GROUP", "Registry", "enable_plugins", "load_plugins", "suggest"]
+__all__ = ["PLUGIN_GROUP", "Registry", "enable_plugins", "load_plugins", "plugins_enabled",
+           "suggest"]
 
 #: The entry-point group of torchmim plugins.
 PLUGIN_GROUP = "torchmim.plugins"
@@ -41,9 +44,31 @@ _plugin_state = {"loaded": False}
 
 
 def enable_plugins() -> None:
-    """Let the first registry lookup load the plugins (the CLI calls this; so do its workers,
-    through the environment)."""
+    """Let the first registry lookup load the plugins, in this process and in the worker processes
+    it starts (through the environment). For the rest of the process; the CLI uses
+    :func:`plugins_enabled`, which undoes it."""
     os.environ[PLUGINS_ENV] = "1"
+
+
+@contextlib.contextmanager
+def plugins_enabled(imports: Sequence[str] = ()) -> Iterator[None]:
+    """Within the block, plugins load at the first registry lookup and ``imports`` are added to
+    ``$TORCHMIM_IMPORT`` (both reach the worker processes started in the block); afterwards both
+    environment variables are as before, so that later code of the same process (another command
+    run in-process, a test) is not changed. Modules already imported stay imported."""
+    saved = {k: os.environ.get(k) for k in (PLUGINS_ENV, IMPORT_ENV)}
+    known = [n for n in os.environ.get(IMPORT_ENV, "").split(",") if n]
+    os.environ[PLUGINS_ENV] = "1"
+    if imports:
+        os.environ[IMPORT_ENV] = ",".join(dict.fromkeys(known + list(imports)))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _import(name: str, what: str) -> object:

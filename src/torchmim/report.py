@@ -6,6 +6,10 @@
 mode and wall-clock time, the mean ± standard deviation table over seeds (the mean alone for one
 seed), the MIM-vs-VAE comparisons where both were run, and the figures. Image links are relative to
 the page's own folder, so the page works wherever it is written and the tree can be moved as a whole.
+
+A sweep's ``claims.csv``/``claims.md`` (the paper's claims tested seed by seed, see
+:mod:`torchmim.experiments.statistics`) are regenerated from its ``results.csv`` and shown: running
+``torchmim report`` on an existing folder updates them without rerunning anything.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .errors import ConfigError
 
 __all__ = ["build_report", "claims"]
 
-_METRIC_NAMES = {"mi": "MI (nats) ↑", "nll": "NLL (nats) ↓", "recon_rmse": "recon. error ↓",
+_METRIC_NAMES = {"mi": "MI (nats) ↑", "mi_rank": "MI, KSG on ranks (nats) ↑", "nll": "NLL (nats) ↓", "recon_rmse": "recon. error ↓",
                  "knn_acc": "5-NN acc. ↑", "knn_acc_k1": "1-NN acc. ↑", "knn_acc_k3": "3-NN acc. ↑",
                  "knn_acc_k10": "10-NN acc. ↑", "recon_error": "recon. error ↓",
                  "recon_mean_rmse": "recon. RMSE (means) ↓"}
@@ -153,6 +157,44 @@ def _claims_html(checks: list[tuple[str, bool]]) -> list[str]:
             "</ul></details>"]
 
 
+def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
+    """The sweep's claims table, regenerated from ``results.csv`` (``claims.csv``, ``claims.md``)."""
+    from .errors import TorchMIMError
+    from .experiments.statistics import format_p, write_claims
+    from .experiments.tables import read_csv
+
+    if not (folder / "results.csv").is_file():
+        return []
+    try:
+        table = write_claims(read_csv(folder / "results.csv"), spec, folder)
+    except TorchMIMError as e:
+        return [f'<p class="meta">claims not tested: {html.escape(str(e))}</p>']
+    if not table:
+        return []
+    group = spec.get("group", "objective.name")
+    by = [k for k in spec.get("grid", {}) if k not in ("seed", group)]
+    a, b = (str(c).upper() for c in spec.get("compare") or ("mim", "vae"))
+    head = "".join(f'<th class="l">{html.escape(column_label(k, spec))}</th>' for k in by)
+    head += (f'<th class="l">claim</th><th>pairs</th><th>{a} − {b}</th><th>95% CI</th>'
+             "<th>t-test p</th><th>Wilcoxon p</th><th class=\"l\">verdict</th>")
+    body = []
+    for r in table:
+        name = _METRIC_NAMES.get(r["metric"], r["metric"])
+        cls = {"holds": "ok", "opposite": "bad"}.get(r["verdict"], "")
+        cells = "".join(f'<td class="l">{_cell_value(k, r.get(k))}</td>' for k in by)
+        sign = "&gt;" if r["claim"] == "higher" else "&lt;"
+        cells += (f'<td class="l">{html.escape(name)}: {a} {sign} {b}</td><td>{r["n"]}</td>'
+                  f"<td>{_fmt(r['diff_mean'])}</td>"
+                  f"<td>[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]</td>"
+                  f"<td>{format_p(r['t_p'])}</td><td>{format_p(r['wilcoxon_p'])}</td>"
+                  f'<td class="l {cls}">{html.escape(str(r["verdict"]))}</td>')
+        body.append(f"<tr>{cells}</tr>")
+    n_ok = sum(r["verdict"] == "holds" for r in table)
+    return [f"<details open><summary>Paired over seeds: {n_ok} of {len(table)} claims hold "
+            "(95% bootstrap interval on the claimed side and paired t-test p &lt; 0.05; "
+            "claims.csv)</summary>", f"<table><tr>{head}</tr>{''.join(body)}</table></details>"]
+
+
 def _sweep_section(folder: Path, page: _Page) -> str:
     from .experiments.runner import read_csv
 
@@ -187,6 +229,7 @@ def _sweep_section(folder: Path, page: _Page) -> str:
         parts.append(f"<table><tr>{head}</tr>{''.join(body)}</table>")
         group = spec.get("group", "objective.name")
         parts += _claims_html(claims(summary, [k for k in grid if k != group], group))
+    parts += _paired_claims_html(folder, spec)
     for fig in spec.get("figures", []):
         path = folder / fig["file"]
         if path.is_file() and path.suffix == ".md":  # a text table (the image sweeps' Tables 1, 2)

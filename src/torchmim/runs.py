@@ -12,6 +12,11 @@ each objective and width, and what a sweep runs for each cell. The save folder h
     resume_log.json    one entry per resume: from which epoch, which options changed, where
     .lock              the folder's lock (see torchmim.locking): one writer at a time
 
+and, when asked for, ``tensorboard/`` (``log.tensorboard=true``), ``latent/`` (the default output
+of ``torchmim latent``) and ``export-onnx/``, ``export-torchscript/``, ``export-pt2/`` (that of
+``torchmim export``). ``--overwrite`` deletes all of these (:data:`RUN_FILES`,
+:data:`RUN_FOLDERS`) and nothing else.
+
 Every file is written atomically (a temporary file, fsync, rename), so ``kill -9`` at any moment
 leaves each file whole: the old version or the new one. ``history.csv`` is rewritten from the
 checkpoint's history when a run resumes, so it holds exactly the epochs the checkpoint holds.
@@ -60,13 +65,18 @@ from .training.trainer import (
     check_resume_trainer,
 )
 
-__all__ = ["RESUME_SAFE_KEYS", "RUN_FILES", "EvalConfig", "InitConfig", "RunConfig", "RunResult",
+__all__ = ["RESUME_SAFE_KEYS", "RUN_FILES", "RUN_FOLDERS", "EvalConfig", "InitConfig", "RunConfig",
+           "RunResult",
            "check_run_folder", "evaluate_run", "run", "start_run_folder"]
 
 #: The files of a run folder (``init/`` holds the first stage's checkpoint and model).
 RUN_FILES = ("config.yaml", "environment.json", "checkpoint.pt", "history.csv", "model.pt",
              "metrics.json", "resume_log.json", "traceback.txt", "init/checkpoint.pt",
              "init/model.pt")
+#: The folders the library writes into a run folder, all derived from the run's model: TensorBoard
+#: scalars, and the default outputs of ``torchmim latent`` and ``torchmim export``. A fresh start
+#: (``--overwrite``) deletes them with :data:`RUN_FILES`, so none describes an older model.
+RUN_FOLDERS = ("tensorboard", "latent", "export-onnx", "export-torchscript", "export-pt2")
 #: The config keys a resume may change (dotted; a trailing dot: the whole section): they say how
 #: long, where, how fast or how visibly the run goes on, never what its epochs compute. The epoch
 #: budget may grow, not fall below the epochs already trained. Any other change is refused.
@@ -189,7 +199,7 @@ def check_run_folder(config: RunConfig, out: Path, *, resume: bool = False,
     if resume and overwrite:
         raise ConfigError("resume and overwrite exclude each other: --resume continues the run "
                           "in the folder, --overwrite deletes it and starts again")
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    present = [name for name in RUN_FILES + RUN_FOLDERS if (out / name).exists()]
     if not present or overwrite:
         return None
     if not resume:
@@ -249,14 +259,22 @@ def check_run_folder(config: RunConfig, out: Path, *, resume: bool = False,
 def start_run_folder(config: RunConfig, out: Path, resumed: dict[str, Any] | None) -> None:
     """Write the run's definition into ``out`` (whose lock the caller holds), after
     :func:`check_run_folder` returned ``resumed``: a fresh start (``None``) clears the folder's run
-    files first; a resume records what changed in ``resume_log.json``. Both remove the temporary
-    files of writes a crash interrupted."""
+    files and folders (:data:`RUN_FILES`, :data:`RUN_FOLDERS`) first; a resume records what changed
+    in ``resume_log.json``. Both remove the temporary files of writes a crash interrupted."""
+    import shutil
+
     import yaml
 
     from .io import strict_json
 
-    for name in RUN_FILES if resumed is None else ():
-        (out / name).unlink(missing_ok=True)
+    if resumed is None:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in RUN_FOLDERS:
+            if (out / name).is_dir() and not (out / name).is_symlink():
+                shutil.rmtree(out / name)
+            elif (out / name).is_symlink():
+                (out / name).unlink()
     for folder in (out, out / "init"):
         clean_temporaries(folder)  # of writes a crash interrupted; we hold the folder's lock
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))

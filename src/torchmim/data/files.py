@@ -97,6 +97,12 @@ class Table:
         return tuple(self.x.shape[1:]) if self.x.ndim == 4 else None
 
 
+def _absolute(path: str) -> str:
+    """``path`` with ``~`` expanded, made absolute against the current folder (symbolic links
+    kept, ``..`` folded)."""
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
 def _format_of(path: Path) -> str:
     name = path.name.lower()
     for suffix in sorted(FILE_SUFFIXES, key=len, reverse=True):
@@ -275,7 +281,9 @@ class FileDataConfig(DataConfig):
 
     Attributes:
         path: the file (``.npy``, ``.npz``, ``.csv``, ``.csv.gz``, ``.parquet``); a relative path
-            is relative to the current folder, when training and when evaluating.
+            (and ``~``) is made absolute against the current folder when the config is made, so
+            the run's saved ``config.yaml`` holds the absolute path and ``torchmim evaluate`` or
+            ``torchmim latent`` finds the file from any folder (``val_path``/``test_path`` too).
         feature_columns: CSV/Parquet columns to model (default: all but the label/split columns).
         label_column: CSV/Parquet column of class labels (k-NN accuracy; optional).
         split_column: CSV/Parquet column saying ``train``/``val``/``test`` per row.
@@ -314,10 +322,11 @@ class FileDataConfig(DataConfig):
         if self.path is None:
             raise ConfigError("data.path is required for the file data set (a .npy, .npz, .csv or "
                               ".parquet file)")
-        _format_of(Path(self.path))
-        for key in ("val_path", "test_path"):
+        for key in ("path", "val_path", "test_path"):
             if getattr(self, key) is not None:
                 _format_of(Path(getattr(self, key)))
+                # absolute from here on: the saved config.yaml finds the file from any folder
+                setattr(self, key, _absolute(getattr(self, key)))
 
     def _check_options(self) -> None:
         for key in ("val_fraction", "test_fraction"):
@@ -614,9 +623,12 @@ def _write_npz(table: Table, path: Path, options: dict[str, Any]) -> FileDataCon
                           "the DataFrame as CSV/Parquet yourself")
     if not path.name.endswith(".npz"):
         raise ConfigError(f"from_arrays(path=...) writes a .npz file, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    from ..io import atomic_write_bytes
+
     arrays = {"x": table.x} if table.y is None else {"x": table.x, "y": table.y}
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())  # temporary file, fsync, rename
     return FileDataConfig(path=str(path), **options)

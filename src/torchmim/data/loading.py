@@ -19,11 +19,18 @@ from torch.utils.data import (
 
 from ..errors import DataError
 
-__all__ = ["as_dataloader", "as_tensor", "batch_x", "check_finite"]
+__all__ = ["CASTABLE_DTYPES", "as_dataloader", "as_tensor", "batch_x", "check_finite"]
+
+
+#: The non-float dtypes taken as numbers (and cast to the model's float dtype) by ``fit`` and by
+#: the model's ``encode``/``decode``/...: integers and booleans, as binary data (0/1, often uint8
+#: or bool) and count data usually come. Complex numbers, strings and objects are refused.
+CASTABLE_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def as_tensor(data: Any, *, name: str = "data", dtype: torch.dtype | None = None) -> Tensor:
-    """A floating tensor from an array-like, with clear errors for non-numeric or empty input."""
+    """A floating tensor from an array-like (integer and boolean arrays are cast to float, as
+    :data:`CASTABLE_DTYPES` says), with clear errors for non-numeric or empty input."""
     if isinstance(data, Tensor):
         t = data
     else:
@@ -31,8 +38,7 @@ def as_tensor(data: Any, *, name: str = "data", dtype: torch.dtype | None = None
             t = torch.as_tensor(np.asarray(data))
         except (TypeError, ValueError) as e:
             raise DataError(f"{name} is not a numeric array ({e})") from None
-    if t.dtype == torch.bool or not (t.is_floating_point() or t.dtype in (
-            torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+    if not (t.is_floating_point() or t.dtype in CASTABLE_DTYPES):
         raise DataError(f"{name} must be numeric, got dtype {t.dtype}")
     if t.dim() == 0 or t.shape[0] == 0:
         raise DataError(f"{name} is empty (shape {tuple(t.shape)})")

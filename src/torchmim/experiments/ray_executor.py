@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, TorchMIMError
-from ..io import TEMPORARY_FILE, _atomic_write
+from ..io import TEMPORARY_FILE, atomic_write_bytes
 from ..locking import LOCK_NAME
 from ..registry import IMPORT_ENV, PLUGINS_ENV
 from ..threads import available_cores
@@ -129,7 +129,7 @@ def _unpack(root: str, returned: dict[str, Any]) -> Any:
     """Write the cell files a task returned into the driver's results folder (atomically)."""
     for cell_id, files in returned["files"].items():
         for rel, data in files.items():
-            _atomic_write(Path(root) / "cells" / cell_id / rel, lambda f, d=data: f.write(d), "wb")
+            atomic_write_bytes(Path(root) / "cells" / cell_id / rel, data)
     return returned["results"]
 
 

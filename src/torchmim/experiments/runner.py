@@ -6,6 +6,8 @@ The output folder::
     results.csv     one row per finished cell: cell id, objective, seed, grid values, all metrics,
                     and every field of the cell's run config (dotted column names)
     summary.csv     mean, standard deviation and count over seeds, per group and x
+    claims.csv      the paper's claims tested seed by seed (MIM − VAE per setting and metric: 95%
+    claims.md       bootstrap interval, paired t-test, Wilcoxon; torchmim.experiments.statistics)
     failures.json   cells that raised (the sweep goes on without them); a cell's traceback is in
                     cells/<id>/traceback.txt
     .lock           the sweep's lock (see torchmim.locking): one sweep per folder at a time
@@ -44,6 +46,7 @@ from .aggregate import summarize
 from .executors import Executor, make_executor
 from .figures import draw_sweep_figures
 from .spec import Cell, SweepSpec, expand
+from .statistics import write_claims
 from .tables import atomic_write_text, flatten, read_csv, write_csv
 
 __all__ = ["SweepResult", "flatten", "plan_units", "read_csv", "run_cell", "run_sweep", "run_unit",
@@ -57,7 +60,7 @@ GROUP_UNITS = 10_000
 #: last epoch): M files per epoch would otherwise cost as much as a narrow group's training.
 GROUP_CHECKPOINT_SECONDS = 30.0
 
-METRIC_COLUMNS = ["mi", "nll", "recon_rmse", "recon_error", "recon_mean_rmse", "knn_acc", "posterior_var", "active_units",
+METRIC_COLUMNS = ["mi", "mi_rank", "nll", "recon_rmse", "recon_error", "recon_mean_rmse", "knn_acc", "posterior_var", "active_units",
                   "epochs", "best_epoch", "best_val_loss", "train_seconds", "eval_seconds", "n_test", "n_train",
                   "ksg_k", "knn_k", "nll_samples"]
 
@@ -346,6 +349,7 @@ def _run_sweep(spec: SweepSpec, out: Path, executor: Executor | None, workers: i
     result_rows = rows()
     if result_rows:
         summarize(result_rows, spec, out)
+        write_claims(result_rows, spec, out)
         if figures:
             _, skipped = draw_sweep_figures(spec, out, result_rows, cells)
             state["skipped_figures"] = skipped

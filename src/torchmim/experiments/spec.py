@@ -27,6 +27,7 @@ from ..config import apply_overrides, from_dict, load_config_file, parse_overrid
 from ..errors import ConfigError
 from ..registry import suggest
 from ..runs import RunConfig
+from .statistics import resolve_claims
 
 __all__ = ["Cell", "FigureSpec", "SweepSpec", "expand", "load_sweep_file", "param_label"]
 
@@ -68,6 +69,10 @@ class SweepSpec:
         overrides: ``key.sub=value`` entries applied to every cell *after* its grid values (a
             preset's ``set``, ``--set`` and ``--epochs`` land here, so a variant that sets a whole
             section, e.g. ``data: {name: mnist}``, does not undo them).
+        compare: the two ``group`` values compared seed by seed in ``claims.csv`` (``a − b``).
+        claims: metric → ``"higher"`` or ``"lower"``: the side of zero the paper puts
+            ``compare[0] − compare[1]`` on (:mod:`torchmim.experiments.statistics`); ``None``: the
+            paper's claims about MIM − VAE (``PAPER_CLAIMS``); ``{}``: no claims table.
     """
 
     name: str
@@ -83,6 +88,8 @@ class SweepSpec:
     metrics: list[str] = field(default_factory=lambda: ["mi", "nll", "recon_rmse", "knn_acc"])
     figures: list[FigureSpec] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    compare: list[str] = field(default_factory=lambda: ["mim", "vae"])
+    claims: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -93,6 +100,10 @@ class SweepSpec:
         if self.x is not None and self.x not in self.grid:
             raise ConfigError(f"sweep {self.name}: x {self.x!r} is not a grid key "
                               f"(grid keys: {', '.join(self.grid)})")
+        if len(self.compare) != 2 or self.compare[0] == self.compare[1]:
+            raise ConfigError(f"sweep {self.name}: compare must name two different "
+                              f"{self.group} values, got {self.compare}")
+        resolve_claims(self.claims, where=f"sweep {self.name}: claims")
 
     def resolved(self, *, preset: str | None = None, quick: bool = False,
                  overrides: list[str] | None = None, seeds: int | None = None,

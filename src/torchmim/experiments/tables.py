@@ -1,7 +1,9 @@
 """The sweep's tables on disk: flat rows written to and read from CSV, atomically.
 
 Shared by the runner (``results.csv``), the aggregation (``summary.csv``) and the results page; it
-imports nothing else of the package, so every one of them can import it at module top.
+imports nothing else of the package at module top (the atomic writer of :mod:`torchmim.io`, which
+needs torch, is imported when a table is written), so every one of them can import it at module
+top.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,12 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``: a reader
-    (or a crash) never sees half a table."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` atomically with :func:`torchmim.io.atomic_write_text` (a temporary file of a
+    unique name next to ``path``, fsync, rename): a reader, a crash or a second writer never sees
+    half a table."""
+    from ..io import atomic_write_text as write
+
+    write(path, text)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], first: list[str] | None = None) -> None:

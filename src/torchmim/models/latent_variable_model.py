@@ -137,8 +137,12 @@ class LatentVariableModel(nn.Module):
                 data = torch.as_tensor(np.asarray(data))
             except (TypeError, ValueError, RuntimeError) as e:
                 raise DataError(f"{name} is not a numeric array ({str(e).splitlines()[0]})") from None
-        self._check(data, shape, name)
         device, dtype = self._param_like()
+        from ..data.loading import CASTABLE_DTYPES
+
+        if data.dtype in CASTABLE_DTYPES:  # integers, booleans: cast, as Trainer.fit does
+            data = data.to(dtype=dtype)
+        self._check(data, shape, name)
         data = data.to(device=device, dtype=dtype)
         if not torch.isfinite(data).all():
             rows = (~torch.isfinite(data)).reshape(data.shape[0], -1).any(1).nonzero().flatten()
@@ -147,12 +151,15 @@ class LatentVariableModel(nn.Module):
         return data
 
     def prepare_x(self, x: Any, name: str = "x") -> Tensor:
-        """``x`` (a tensor of any float dtype, a NumPy array, nested lists) as a checked batch of
-        observations in the model's dtype and on its device; one-line
-        :class:`~torchmim.errors.DataError` for a wrong shape, an integer dtype or NaN/Inf.
+        """``x`` (a tensor or NumPy array of any float, integer or boolean dtype, nested lists) as
+        a checked batch of observations in the model's dtype and on its device; one-line
+        :class:`~torchmim.errors.DataError` for a wrong shape, a non-numeric (e.g. complex) dtype
+        or NaN/Inf.
 
-        Integer arrays are refused rather than cast: image pixels in 0..255 given to a model of
-        [0, 1] images would otherwise be modelled silently wrong.
+        Integer and boolean arrays are cast to float, exactly as ``Trainer.fit`` and the ``file``
+        data set take them (binary data often come as uint8 or bool 0/1), so a model encodes
+        the arrays it was trained on. The values are taken as they are: pixels in 0..255 are not
+        rescaled to [0, 1] (as float pixels in 0..255 would not be).
         """
         return self._prepare(x, self.x_shape, name)
 

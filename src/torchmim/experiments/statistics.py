@@ -1,0 +1,254 @@
+"""Paired comparisons of two objectives across seeds: is each of the paper's claims significant?
+
+A sweep that trains two objectives (MIM and VAE) on the same seeds gives, per setting (the grid
+values other than the seed and the objective) and per metric, *pairs* of values matched by seed.
+:func:`compare_objectives` reduces them to the mean ± standard deviation of each objective, the mean
+paired difference ``a − b`` (MIM − VAE) with a seeded percentile-bootstrap 95% interval, a paired
+t-test and (from 6 pairs on) a Wilcoxon signed-rank test, and a verdict on the paper's claim.
+
+The claims (:data:`PAPER_CLAIMS`, or a sweep's ``claims``) say, per metric, on which side of zero
+the paper puts ``a − b``: ``"higher"`` (MIM has the higher value: MI, k-NN accuracy, and the NLL,
+where VAE is better) or ``"lower"`` (MIM has the lower value: the reconstruction error). A claim
+*holds* at a setting when the 95% bootstrap interval lies wholly on the claimed side of zero **and**
+the two-sided paired t-test has p < 0.05; it is *opposite* when both say so for the other side,
+else *not significant* (or *too few pairs* below 2 pairs).
+
+Everything here is a pure function of result rows (float64 numpy); :func:`write_claims` writes
+``claims.csv`` and ``claims.md`` next to a sweep's ``summary.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..errors import ConfigError, DataError
+from .tables import atomic_write_text, write_csv
+
+__all__ = ["CLAIM_DIRECTIONS", "COMPARE", "PAPER_CLAIMS", "claims_markdown", "compare_objectives",
+           "format_p", "paired_test", "pairs_by_seed", "resolve_claims", "write_claims"]
+
+#: The sides a claim may put ``a − b`` on.
+CLAIM_DIRECTIONS = ("higher", "lower")
+#: The paper's claims about MIM − VAE (Figs. 3–5): MIM has the higher MI (by either KSG estimate,
+#: raw ``mi`` or on ranks ``mi_rank``) and k-NN accuracy and the lower reconstruction error; VAE has
+#: the lower (better) NLL, so MIM − VAE is positive there.
+PAPER_CLAIMS: dict[str, str] = {"mi": "higher", "mi_rank": "higher", "nll": "higher",
+                                "recon_error": "lower", "knn_acc": "higher"}
+#: The objectives compared by default: ``a − b`` = MIM − VAE.
+COMPARE = ("mim", "vae")
+#: Wilcoxon's signed-rank test is reported from this many pairs on.
+WILCOXON_MIN_PAIRS = 6
+
+
+def resolve_claims(claims: Mapping[str, str] | None, where: str = "claims") -> dict[str, str]:
+    """``claims`` checked (metric → ``"higher"``/``"lower"``), or :data:`PAPER_CLAIMS` for None."""
+    claims = dict(PAPER_CLAIMS if claims is None else claims)
+    for metric, side in claims.items():
+        if side not in CLAIM_DIRECTIONS:
+            raise ConfigError(f"{where}.{metric}: a claim is 'higher' or 'lower' (the side of "
+                              f"zero the paper puts the difference on), got {side!r}")
+    return claims
+
+
+def _value(row: Mapping[str, Any], metric: str) -> float:
+    v = row.get(metric)
+    try:
+        return float(v) if v is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def pairs_by_seed(rows: Sequence[Mapping[str, Any]], metric: str, *, by: Sequence[str],
+                  group: str = "objective.name", compare: Sequence[str] = COMPARE,
+                  pair: str = "seed") -> dict[tuple, dict[str, Any]]:
+    """Per setting (the values of ``by``, in first-seen order): the seeds both objectives of
+    ``compare`` have a finite ``metric`` for, and their values, matched by ``pair`` (never by row
+    order): ``{setting: {"seeds", "a", "b", "unpaired"}}`` (``a``, ``b`` float64 arrays;
+    ``unpaired``: seeds with a value for one objective only). Rows of other objectives are ignored.
+    Raises :class:`DataError` for two rows of one objective, setting and seed (ambiguous pairs).
+    """
+    a_name, b_name = compare
+    values: dict[tuple, dict[str, dict[Any, float]]] = {}
+    for r in rows:
+        side = r.get(group)
+        if side not in (a_name, b_name):
+            continue
+        setting = tuple(r.get(k) for k in by)
+        per = values.setdefault(setting, {a_name: {}, b_name: {}})[side]
+        seed = r.get(pair)
+        if seed in per:
+            raise DataError(f"two results for {group}={side}, {pair}={seed} at "
+                            f"{dict(zip(by, setting))}: cannot pair them")
+        per[seed] = _value(r, metric)
+    out: dict[tuple, dict[str, Any]] = {}
+    for setting, per in values.items():
+        a, b = per[a_name], per[b_name]
+        fa = {s for s, v in a.items() if math.isfinite(v)}
+        fb = {s for s, v in b.items() if math.isfinite(v)}
+        seeds = sorted(fa & fb, key=lambda s: (str(type(s)), s))
+        out[setting] = {"seeds": seeds,
+                        "a": np.array([a[s] for s in seeds], dtype=np.float64),
+                        "b": np.array([b[s] for s in seeds], dtype=np.float64),
+                        "unpaired": len(fa ^ fb)}
+    return out
+
+
+def _mean_std(v: np.ndarray) -> tuple[float, float]:
+    if len(v) == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
+def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05,
+                resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """Paired comparison of ``a`` and ``b`` (equal-length, matched arrays): ``n``, each side's
+    mean and sample std (ddof 1; NaN below 2 values), ``diff_mean`` of ``d = a − b`` and its
+    ``diff_std``, the percentile-bootstrap ``1 − alpha`` interval ``ci_low``, ``ci_high``
+    (``resamples`` resamples of the pairs, numpy generator seeded with ``seed``), ``t``, ``t_p``
+    (two-sided paired t-test; for identical differences, t = ±inf and p = 0, or p = 1 if they are
+    all 0), ``wilcoxon_p`` (two-sided signed-rank test, zero differences dropped; NaN below
+    :data:`WILCOXON_MIN_PAIRS` pairs, 1 if every difference is 0) and, for a ``claim``
+    (``"higher"``/``"lower"``: the claimed side of zero for ``a − b``), ``verdict``: ``holds``,
+    ``opposite``, ``not significant`` or ``too few pairs`` (see the module's docstring)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise DataError(f"paired_test: {len(a)} and {len(b)} values cannot be paired")
+    if claim is not None and claim not in CLAIM_DIRECTIONS:
+        raise ConfigError(f"paired_test: claim must be 'higher' or 'lower', got {claim!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"paired_test: alpha must be in (0, 1), got {alpha}")
+    n = len(a)
+    d = a - b
+    out: dict[str, Any] = {"n": n}
+    out["a_mean"], out["a_std"] = _mean_std(a)
+    out["b_mean"], out["b_std"] = _mean_std(b)
+    out["diff_mean"], out["diff_std"] = _mean_std(d)
+    out.update(ci_low=math.nan, ci_high=math.nan, t=math.nan, t_p=math.nan, wilcoxon_p=math.nan)
+    if n >= 2:
+        rng = np.random.default_rng(seed)
+        means = d[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+        low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+        out["ci_low"], out["ci_high"] = float(low), float(high)
+        if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf
+            out["t"] = 0.0 if d[0] == 0 else math.copysign(math.inf, d[0])
+            out["t_p"] = 1.0 if d[0] == 0 else 0.0
+        else:
+            res = stats.ttest_rel(a, b)
+            out["t"], out["t_p"] = float(res.statistic), float(res.pvalue)
+        if n >= WILCOXON_MIN_PAIRS:
+            if np.all(d == 0):
+                out["wilcoxon_p"] = 1.0
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out["wilcoxon_p"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    if claim is not None:
+        out["claim"] = claim
+        if n < 2:
+            out["verdict"] = "too few pairs"
+        else:
+            significant = out["t_p"] < alpha
+            above, below = out["ci_low"] > 0, out["ci_high"] < 0
+            claimed, other = (above, below) if claim == "higher" else (below, above)
+            out["verdict"] = ("holds" if significant and claimed else
+                              "opposite" if significant and other else "not significant")
+    return out
+
+
+def compare_objectives(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str],
+                       claims: Mapping[str, str] | None = None, group: str = "objective.name",
+                       compare: Sequence[str] = COMPARE, pair: str = "seed", alpha: float = 0.05,
+                       resamples: int = 10_000, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (setting, claimed metric): the setting's ``by`` values, ``metric``, ``claim``,
+    ``unpaired`` and the fields of :func:`paired_test` on the seed-matched pairs of
+    ``compare[0] − compare[1]``. Metrics no row has are skipped; settings in first-seen order,
+    metrics in the order of ``claims`` (default :data:`PAPER_CLAIMS`)."""
+    claims = resolve_claims(claims)
+    if len(compare) != 2 or compare[0] == compare[1]:
+        raise ConfigError(f"compare must name two different objectives, got {list(compare)}")
+    out: list[dict[str, Any]] = []
+    metrics = [m for m in claims if any(m in r for r in rows)]
+    per_metric = {m: pairs_by_seed(rows, m, by=by, group=group, compare=compare, pair=pair)
+                  for m in metrics}
+    settings = list(dict.fromkeys(s for m in metrics for s in per_metric[m]))
+    for setting in settings:
+        for m in metrics:
+            p = per_metric[m].get(setting)
+            if p is None:
+                continue
+            test = paired_test(p["a"], p["b"], claim=claims[m], alpha=alpha,
+                               resamples=resamples, seed=seed)
+            out.append({**dict(zip(by, setting)), "metric": m, "claim": claims[m],
+                        "unpaired": p["unpaired"], **test})
+    return out
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_p(v: Any) -> str:
+    """A p-value for a table: two significant digits, ``<1e-4`` below that, ``–`` for NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return "<1e-4" if v < 1e-4 else f"{v:.2g}"
+
+
+def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
+                    compare: Sequence[str] = COMPARE) -> str:
+    """A Markdown table of :func:`compare_objectives`' rows: per setting and metric the pairs, both
+    means ± std, the difference with its 95% interval, the t-test and Wilcoxon p and the verdict."""
+    a, b = (c.upper() for c in compare)
+    head = [*by, "metric", "claim", "pairs", f"{a} mean ± std", f"{b} mean ± std",
+            f"{a} − {b} [95% CI]", "t-test p", "Wilcoxon p", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        sides = [f"{_num(r[f'{s}_mean'])} ± {_num(r[f'{s}_std'])}" for s in ("a", "b")]
+        pairs = f"{r['n']}" + (f" ({r['unpaired']} unpaired)" if r.get("unpaired") else "")
+        cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
+                 f"{a} {'>' if r['claim'] == 'higher' else '<'} {b}", pairs,
+                 *sides, f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+                 format_p(r["t_p"]), format_p(r["wilcoxon_p"]), str(r.get("verdict", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_claims(rows: Sequence[Mapping[str, Any]], spec: Any, out_dir: str | Path,
+                 ) -> list[dict[str, Any]]:
+    """Write ``claims.csv`` and ``claims.md`` for a sweep (``spec``: a
+    :class:`~torchmim.experiments.spec.SweepSpec` or its dict, as in ``sweep.json``) and return the
+    table, or write nothing and return ``[]`` when the sweep has no ``seed`` grid, its ``group``
+    does not hold both objectives of its ``compare``, or its ``claims`` are empty (then a stale
+    ``claims.csv``/``claims.md`` of an earlier run is removed)."""
+    get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
+    grid = get("grid") or {}
+    group = get("group") or "objective.name"
+    compare = tuple(get("compare") or COMPARE)
+    claims = resolve_claims(get("claims"), where=f"sweep {get('name')}: claims")
+    labels = {str(v.get("label")) if isinstance(v, Mapping) else v for v in grid.get(group, [])}
+    out = Path(out_dir)
+    table: list[dict[str, Any]] = []
+    by = [k for k in grid if k not in ("seed", group)]
+    if "seed" in grid and claims and set(compare) <= labels:
+        table = compare_objectives(rows, by=by, claims=claims, group=group, compare=compare)
+    if not table:
+        for name in ("claims.csv", "claims.md"):
+            (out / name).unlink(missing_ok=True)
+        return []
+    write_csv(out / "claims.csv", table, first=[*by, "metric", "claim"])
+    atomic_write_text(out / "claims.md", claims_markdown(table, by, compare))
+    return table

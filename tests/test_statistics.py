@@ -1,0 +1,205 @@
+"""Paired comparisons across seeds (torchmim.experiments.statistics)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from torchmim.errors import ConfigError, DataError
+from torchmim.experiments.statistics import (
+    PAPER_CLAIMS,
+    claims_markdown,
+    compare_objectives,
+    paired_test,
+    pairs_by_seed,
+    write_claims,
+)
+from torchmim.experiments.tables import read_csv
+
+
+def _rows(a: list[float], b: list[float], metric: str = "mi", hidden: int = 5,
+          seeds: list[int] | None = None) -> list[dict]:
+    seeds = list(range(len(a))) if seeds is None else seeds
+    return ([{"model.hidden": hidden, "objective.name": "mim", "seed": s, metric: v}
+             for s, v in zip(seeds, a)]
+            + [{"model.hidden": hidden, "objective.name": "vae", "seed": s, metric: v}
+               for s, v in zip(seeds, b)])
+
+
+def test_t_statistic_matches_hand_computation():
+    # catches: an unpaired (Welch) test, a wrong ddof, or the difference taken as b − a
+    a = np.array([3.0, 4.5, 2.0, 5.0, 4.0, 3.5])
+    b = np.array([2.0, 4.0, 2.5, 3.0, 3.0, 2.0])
+    d = a - b
+    t_hand = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    out = paired_test(a, b, claim="higher")
+    assert out["n"] == 6
+    assert out["diff_mean"] == pytest.approx(d.mean(), abs=1e-12)
+    assert out["t"] == pytest.approx(t_hand, rel=1e-12)
+    from scipy import stats
+
+    p_hand = 2 * stats.t.sf(abs(t_hand), df=len(d) - 1)
+    assert out["t_p"] == pytest.approx(p_hand, rel=1e-10)
+    assert out["a_std"] == pytest.approx(a.std(ddof=1))
+    assert 0 < out["wilcoxon_p"] <= 1  # 6 pairs: reported
+    assert out["ci_low"] <= d.mean() <= out["ci_high"]
+
+
+def test_bootstrap_interval_is_seeded_and_percentile_of_resampled_means():
+    # catches: an unseeded generator, or an interval that is not the resampled means' quantiles
+    a, b = np.array([1.0, 2.0, 4.0, 7.0]), np.array([0.0, 0.5, 1.0, 1.5])
+    first, second = paired_test(a, b, seed=3), paired_test(a, b, seed=3)
+    assert (first["ci_low"], first["ci_high"]) == (second["ci_low"], second["ci_high"])
+    d = a - b
+    rng = np.random.default_rng(3)
+    means = d[rng.integers(0, 4, size=(10_000, 4))].mean(axis=1)
+    assert first["ci_low"] == pytest.approx(np.quantile(means, 0.025))
+    assert first["ci_high"] == pytest.approx(np.quantile(means, 0.975))
+    assert "verdict" not in first  # no claim, no verdict
+
+
+def test_interval_covers_true_difference_at_about_nominal_rate():
+    # catches: an interval of the wrong width (e.g. std instead of standard error: ~100% coverage;
+    # a fraction of it: far below 95%). Percentile bootstrap with 30 pairs covers ~93-95%.
+    rng = np.random.default_rng(0)
+    hits, reps = 0, 200
+    for i in range(reps):
+        b = rng.normal(0.0, 1.0, 30)
+        a = b + 0.5 + rng.normal(0.0, 1.0, 30)  # true mean difference 0.5
+        out = paired_test(a, b, resamples=1000, seed=i)
+        hits += out["ci_low"] <= 0.5 <= out["ci_high"]
+    assert 0.88 <= hits / reps <= 0.99
+
+
+def test_pairs_are_matched_by_seed_not_by_row_order():
+    # catches: pairing the i-th MIM row with the i-th VAE row
+    rows = _rows([10.0, 20.0, 30.0], [1.0, 2.0, 3.0])
+    rows = rows[:3] + rows[3:][::-1]  # VAE rows in reverse order
+    p = pairs_by_seed(rows, "mi", by=["model.hidden"])[(5,)]
+    assert p["seeds"] == [0, 1, 2]
+    np.testing.assert_array_equal(p["a"] - p["b"], [9.0, 18.0, 27.0])
+
+
+def test_missing_pairs_and_nan_values_are_left_out_and_counted():
+    # catches: a crash on unmatched seeds, or NaN/None values counted as pairs
+    rows = _rows([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0], seeds=[0, 1, 2, 3])  # VAE has no seed 3
+    rows[0]["mi"] = float("nan")  # MIM seed 0 failed to give a value
+    rows.append({"model.hidden": 5, "objective.name": "amim", "seed": 0, "mi": 99.0})  # ignored
+    table = compare_objectives(rows, by=["model.hidden"])
+    (row,) = table
+    assert row["n"] == 2 and row["unpaired"] == 2  # seeds 1, 2 paired; 0 (NaN) and 3 not
+    assert row["diff_mean"] == pytest.approx(2.5)
+
+
+def test_too_few_pairs_and_zero_differences_are_reported_not_raised():
+    # catches: scipy's NaN/ValueError on degenerate input leaking out
+    one = paired_test([1.0], [0.0], claim="higher")
+    assert one["verdict"] == "too few pairs" and math.isnan(one["t_p"])
+    assert math.isnan(one["a_std"])
+    empty = paired_test([], [], claim="lower")
+    assert empty["n"] == 0 and empty["verdict"] == "too few pairs"
+    zeros = paired_test([1.0] * 7, [1.0] * 7, claim="higher")
+    assert zeros["t_p"] == 1.0 and zeros["wilcoxon_p"] == 1.0
+    assert zeros["verdict"] == "not significant"
+    const = paired_test([2.0] * 3, [1.0] * 3, claim="higher")  # every difference +1
+    assert const["t"] == math.inf and const["t_p"] == 0.0 and const["verdict"] == "holds"
+    assert math.isnan(const["wilcoxon_p"])  # below 6 pairs
+    ties = paired_test([1.0, 2.0, 3.0, 3.0, 5.0, 6.0, 7.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert 0 < ties["wilcoxon_p"] < 1  # one zero difference dropped, ties among the rest
+
+
+def test_verdicts_follow_the_claimed_direction():
+    # catches: the direction of a claim ignored (e.g. "lower" judged as "higher")
+    rng = np.random.default_rng(1)
+    b = rng.normal(0, 1, 10)
+    a = b + 1.0 + rng.normal(0, 0.1, 10)
+    assert paired_test(a, b, claim="higher")["verdict"] == "holds"
+    assert paired_test(a, b, claim="lower")["verdict"] == "opposite"
+    noise = b + rng.normal(0, 1e-3, 10)  # zero-mean differences (here t = -0.74, p = 0.48)
+    assert paired_test(noise, b, claim="higher")["verdict"] == "not significant"
+    with pytest.raises(ConfigError, match="higher' or 'lower"):
+        paired_test(a, b, claim="up")
+    with pytest.raises(DataError, match="cannot be paired"):
+        paired_test(a, b[:3])
+
+
+def test_duplicate_seed_is_a_clear_error():
+    rows = _rows([1.0, 2.0], [0.0, 0.0])
+    rows.append(dict(rows[0]))
+    with pytest.raises(DataError, match="cannot pair"):
+        compare_objectives(rows, by=["model.hidden"])
+
+
+def test_write_claims_files_and_skips(tmp_path):
+    # catches: the files not written for a two-objective seeded sweep, or written without seeds
+    rows = (_rows([5.0, 6.0, 5.5], [1.0, 1.2, 0.9], hidden=5)
+            + _rows([5.0, 6.0, 5.5], [1.0, 1.2, 0.9], hidden=20))
+    for r in rows:
+        r["nll"] = 2.0 + (0.2 if r["objective.name"] == "mim" else 0.0) + 0.01 * r["seed"]
+    spec = {"name": "t", "grid": {"model.hidden": [5, 20], "objective.name": ["vae", "mim"],
+                                  "seed": [0, 1, 2]}}
+    table = write_claims(rows, spec, tmp_path)
+    assert [(r["model.hidden"], r["metric"]) for r in table] == [
+        (5, "mi"), (5, "nll"), (20, "mi"), (20, "nll")]
+    saved = read_csv(tmp_path / "claims.csv")
+    assert saved[0]["metric"] == "mi" and saved[0]["n"] == 3
+    assert saved[1]["verdict"] == "holds"  # NLL: MIM − VAE = +0.2 every seed
+    md = (tmp_path / "claims.md").read_text()
+    assert md.startswith("| model.hidden | metric |") and "MIM > VAE" in md
+    assert md == claims_markdown(table, ["model.hidden"])
+    no_seeds = {"name": "t", "grid": {"objective.name": ["vae", "mim"]}}
+    assert write_claims(rows, no_seeds, tmp_path) == []
+    assert not (tmp_path / "claims.csv").exists()  # a stale table is removed
+    assert write_claims(rows, {**spec, "claims": {}}, tmp_path) == []
+    with pytest.raises(ConfigError, match="claims.mi"):
+        write_claims(rows, {**spec, "claims": {"mi": "more"}}, tmp_path)
+
+
+def test_paper_claims_directions():
+    # catches: a flipped direction in the paper's claims (Fig. 3: MIM higher MI and k-NN accuracy,
+    # lower reconstruction error; VAE lower NLL, i.e. MIM − VAE > 0)
+    assert PAPER_CLAIMS == {"mi": "higher", "mi_rank": "higher", "nll": "higher",
+                            "recon_error": "lower", "knn_acc": "higher"}
+
+
+def test_sweep_spec_checks_claims_and_compare():
+    from torchmim.experiments.spec import SweepSpec
+
+    with pytest.raises(ConfigError, match="claims.nll"):
+        SweepSpec(name="s", claims={"nll": "better"})
+    with pytest.raises(ConfigError, match="compare"):
+        SweepSpec(name="s", compare=["mim", "mim"])
+    assert SweepSpec(name="s").claims is None  # default: PAPER_CLAIMS
+
+
+def test_a_sweep_writes_claims_and_the_report_regenerates_them(tmp_path):
+    # catches: the runner not writing claims.csv/claims.md for a two-objective seeded sweep, and
+    # `torchmim report` not recomputing them for an existing folder (deleted here first)
+    import json
+
+    from torchmim.experiments import SweepSpec, run_sweep
+    from torchmim.report import build_report
+
+    spec = SweepSpec(
+        name="tiny", x="model.hidden",
+        base={"data": {"name": "gmm", "means": [[0, 0], [2, 2]], "std": 0.3, "n_train": 200,
+                       "n_val": 100, "n_test": 200},
+              "train": {"epochs": 1}, "eval": {"nll_samples": 5, "max_points": 200}},
+        grid={"model.hidden": [4], "objective.name": ["mim", "vae"], "seed": [0, 1]})
+    out = tmp_path / "res"
+    result = run_sweep(spec, out, workers=1, progress=False, figures=False)
+    assert result.complete
+    table = read_csv(out / "claims.csv")
+    assert [r["metric"] for r in table] == [m for m in PAPER_CLAIMS if m != "mi_rank"]
+    assert all(r["n"] == 2 and r["model.hidden"] == 4 for r in table)
+    assert json.loads((out / "sweep.json").read_text())["spec"]["claims"] is None
+    md = (out / "claims.md").read_text()
+    assert md.count("\n") == 2 + len(table)
+    (out / "claims.csv").unlink()
+    (out / "claims.md").unlink()
+    page = build_report(tmp_path).read_text()
+    assert "Paired over seeds" in page and "claims.csv" in page
+    assert (out / "claims.md").read_text() == md  # the same numbers, recomputed from results.csv
+    assert len(read_csv(out / "claims.csv")) == len(table)
