@@ -1,7 +1,7 @@
 """Image models and IS-NLL (issue 11): the fast paths against the plain ones, side by side.
 
     python bench/image.py                          # everything (long on a busy 2-core machine)
-    python bench/image.py --only peak train nll    # a subset: peak train alloc nll toy-nll
+    python bench/image.py --only peak train nll    # a subset: peak train alloc nll toy-nll fold-cache
     python bench/image.py --steps 6 --toy-points 2000 --out /tmp/image.json
 
 Every benchmark times a *fast* and a *baseline* contestant interleaved in rounds (the order flips
@@ -22,7 +22,9 @@ every round) after warm-up, and reports medians and ratio = baseline time / fast
   0.1's algorithm (``nll_0_1`` below: p(z) per batch, the decoder on whole chunks, no_grad) with the
   fast paths off;
 * toy-nll: the same pair on the toy model (width 500) with S = 1000 on ``--toy-points`` points
-  (the issue's case is 10,000), with the decoder's FLOPs against the measured mm peak.
+  (the issue's case is 10,000), with the decoder's FLOPs against the measured mm peak;
+* fold-cache: the toy IS-NLL with the folded-tanh weights cached between decoder blocks against
+  folding them again for every block (before the cache), same values.
 
 Prints a Markdown table (with ``os.getloadavg()`` per benchmark) and writes JSON (``--out``).
 """
@@ -266,8 +268,44 @@ def bench_toy_nll(results: list[dict], a) -> None:
     results.append(row)
 
 
+def bench_fold_cache(results: list[dict], a) -> None:
+    """The toy IS-NLL (width 500, S = 1000) with the folded weights cached between decoder blocks
+    against folding them again for every block (torchmim before the cache)."""
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    model = tm.MLPModelConfig(hidden=500).build()
+    x, _ = tm.paper_2d_mixture().sample(a.toy_points, seed=0)
+    cached = MLP._folded_weights
+    values: dict[str, float] = {}
+
+    def refold(self):
+        self.__dict__.pop("_fold_cache", None)
+        return cached(self)
+
+    def fast() -> None:
+        with fast_paths(**FAST):
+            values["fast"] = tm.metrics.importance_sampled_nll(model, x, 1000)
+
+    def base() -> None:
+        MLP._folded_weights = refold
+        try:
+            with fast_paths(**FAST):
+                values["baseline"] = tm.metrics.importance_sampled_nll(model, x, 1000)
+        finally:
+            MLP._folded_weights = cached
+
+    l0 = load()
+    t = interleave(with_peak({"fast": fast, "baseline": base}), a.nll_rounds)
+    results.append({"bench": f"toy IS-NLL, {a.toy_points:,} points, S = 1000, width 500: folded "
+                             "weights cached / refolded per block", "unit": "s",
+                    "fast": t["fast"], "baseline": t["baseline"],
+                    "ratio": t["baseline"] / t["fast"], "load": f"{l0} → {load()}",
+                    "values": values})
+
+
 BENCHES = {"peak": bench_peak, "train": bench_train, "alloc": bench_alloc, "nll": bench_nll,
-           "toy-nll": bench_toy_nll}
+           "toy-nll": bench_toy_nll, "fold-cache": bench_fold_cache}
 
 
 def main() -> None:

@@ -13,8 +13,9 @@ import csv
 import sys
 from collections import defaultdict
 
-METRICS = {"mi": "MI (nats)", "nll": "NLL (nats)", "recon_error": "recon. error",
-           "knn_acc": "5-NN acc."}
+METRICS = {"mi": "MI (nats)", "mi_std": "MI, standardised", "mi_rank": "MI, ranks",
+           "nll": "NLL (nats)", "recon_error": "recon. error", "knn_acc": "5-NN acc.",
+           "consistency_x": "consistency x", "consistency_z": "consistency z"}
 MARK = {"holds": "", "opposite": " ✗", "not significant": " ~"}
 
 
@@ -27,16 +28,26 @@ def fmt(row: dict[str, str]) -> str:
 
 
 def main() -> None:
-    rows = list(csv.DictReader(open(sys.argv[1])))
-    key = next(iter(rows[0]))  # the setting column comes first
+    with open(sys.argv[1], newline="") as f:
+        rows = list(csv.DictReader(f))
+    key = next(iter(rows[0]))  # the setting column comes first ("metric" when there is none)
     table: dict[str, dict[str, str]] = defaultdict(dict)
     for r in rows:
         if r["metric"] in METRICS:
-            table[r[key]][r["metric"]] = fmt(r)
-    print(f"| {key} | " + " | ".join(METRICS.values()) + " |")
-    print("|---:|" + "---:|" * len(METRICS))
-    for setting in sorted(table, key=lambda s: float(s)):
-        print(f"| {setting} | " + " | ".join(table[setting].get(m, "—") for m in METRICS) + " |")
+            table["all" if key == "metric" else r[key]][r["metric"]] = fmt(r)
+    shown = [m for m in METRICS if any(m in cells for cells in table.values())]
+    print(f"| {'setting' if key == 'metric' else key} | "
+          + " | ".join(METRICS[m] for m in shown) + " |")
+    print("|---:|" + "---:|" * len(shown))
+
+    def order(s: str) -> tuple:
+        try:
+            return (0, float(s), "")
+        except ValueError:
+            return (1, 0.0, s)
+
+    for setting in sorted(table, key=order):
+        print(f"| {setting} | " + " | ".join(table[setting].get(m, "—") for m in shown) + " |")
     verdicts = defaultdict(int)
     for r in rows:
         if r["metric"] in METRICS:

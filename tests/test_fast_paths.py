@@ -115,6 +115,44 @@ def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
     torch.testing.assert_close(y.detach(), plain, rtol=0, atol=0)
 
 
+def test_folded_weights_are_rebuilt_whenever_a_parameter_changes():
+    """The folded weights are cached between calls; every way a parameter can change must drop
+    the cache (a stale cache would keep evaluating the network as it was: an optimiser step, a
+    loaded checkpoint or a dtype change would then be invisible to every metric)."""
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    net = MLP(3, 2, hidden=16, depth=2)
+    x = torch.randn(7, 3)
+
+    def check(model, inp):
+        with torch.no_grad():
+            with fast_paths(folded_tanh=False):
+                plain = model(inp)
+            folded = model(inp)
+            assert model(inp).equal(folded)  # second call: the cache, the same numbers
+        torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+
+    check(net, x)
+    first = net._folded_weights()
+    assert net._folded_weights() is first  # cached
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)  # an optimiser step (in-place add_)
+    net(x).sum().backward()
+    opt.step()
+    check(net, x)
+    assert net._folded_weights() is not first
+    net.load_state_dict(MLP(3, 2, hidden=16, depth=2).state_dict())  # copy_ into the same storage
+    check(net, x)
+    with torch.no_grad():
+        net[2].bias.mul_(-4.0)
+    check(net, x)
+    net[4].weight.data = torch.randn_like(net[4].weight)  # new storage
+    check(net, x)
+    net.double()
+    check(net, x.double())
+    assert "_fold_cache" not in net.state_dict()
+
+
 def test_folded_tanh_only_for_tanh_networks():
     from torchmim.networks import MLP
 

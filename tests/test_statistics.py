@@ -12,6 +12,7 @@ from torchmim.experiments.statistics import (
     PAPER_CLAIMS,
     claims_markdown,
     compare_objectives,
+    compare_sweeps,
     paired_test,
     pairs_by_seed,
     write_claims,
@@ -160,7 +161,7 @@ def test_write_claims_files_and_skips(tmp_path):
 def test_paper_claims_directions():
     # catches: a flipped direction in the paper's claims (Fig. 3: MIM higher MI and k-NN accuracy,
     # lower reconstruction error; VAE lower NLL, i.e. MIM − VAE > 0)
-    assert PAPER_CLAIMS == {"mi": "higher", "mi_rank": "higher", "nll": "higher",
+    assert PAPER_CLAIMS == {"mi": "higher", "mi_std": "higher", "mi_rank": "higher", "nll": "higher",
                             "recon_error": "lower", "knn_acc": "higher"}
 
 
@@ -192,7 +193,8 @@ def test_a_sweep_writes_claims_and_the_report_regenerates_them(tmp_path):
     result = run_sweep(spec, out, workers=1, progress=False, figures=False)
     assert result.complete
     table = read_csv(out / "claims.csv")
-    assert [r["metric"] for r in table] == [m for m in PAPER_CLAIMS if m != "mi_rank"]
+    assert [r["metric"] for r in table] == [m for m in PAPER_CLAIMS
+                                             if m not in ("mi_rank", "mi_std")]
     assert all(r["n"] == 2 and r["model.hidden"] == 4 for r in table)
     assert json.loads((out / "sweep.json").read_text())["spec"]["claims"] is None
     md = (out / "claims.md").read_text()
@@ -203,3 +205,25 @@ def test_a_sweep_writes_claims_and_the_report_regenerates_them(tmp_path):
     assert "Paired over seeds" in page and "claims.csv" in page
     assert (out / "claims.md").read_text() == md  # the same numbers, recomputed from results.csv
     assert len(read_csv(out / "claims.csv")) == len(table)
+
+
+def test_compare_sweeps_pairs_one_label_of_each_sweep_by_seed():
+    # catches: pairing across sweeps by row order instead of seed, rows of other objectives mixed
+    # in, or the two sides swapped (a − b must be first sweep minus second)
+    first = [{"objective.name": "vae_plus_h", "model.hidden": 5, "seed": s, "mi": 2.0 + s}
+             for s in (2, 0, 1)]
+    first += [{"objective.name": "mim_minus_h", "model.hidden": 5, "seed": s, "mi": -9.0}
+              for s in range(3)]
+    second = [{"objective.name": "vae", "model.hidden": 5, "seed": s, "mi": 1.0 + s + 0.1 * s}
+              for s in range(3)]
+    second += [{"objective.name": "mim", "model.hidden": 5, "seed": s, "mi": 99.0}
+               for s in range(3)]
+    table = compare_sweeps(first, "vae_plus_h", second, "vae", by=["model.hidden"],
+                           claims={"mi": "higher"})
+    (row,) = table
+    assert row["model.hidden"] == 5 and row["n"] == 3
+    assert row["diff_mean"] == pytest.approx(np.mean([1.0, 0.9, 0.8]))
+    same = compare_sweeps(second, "vae", second, "vae", by=["model.hidden"], claims={"mi": "lower"})
+    assert same[0]["diff_mean"] == 0.0 and same[0]["verdict"] == "not significant"
+    with pytest.raises(DataError, match="second sweep has no runs with objective.name = 'ce'"):
+        compare_sweeps(first, "vae_plus_h", second, "ce", by=["model.hidden"], claims={"mi": "higher"})

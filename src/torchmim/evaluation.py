@@ -27,6 +27,7 @@ from .metrics import (
     knn_accuracy,
     mutual_information,
     posterior_variance,
+    prior_consistency,
     reconstruction_error,
     reconstruction_rmse,
 )
@@ -52,6 +53,13 @@ class EvalConfig:
         mi_rank: also report ``mi_rank``, KSG on the per-coordinate ranks of x and z (invariant to
             monotone rescaling of coordinates; ``metrics.ksg_rank_mutual_information``), on the
             same pairs (x, z) as ``mi``.
+        mi_standardized: also report ``mi_std``, KSG on x and z rescaled to unit variance per
+            coordinate, on the same pairs as ``mi`` (``mi`` stays the reference's raw estimate, so
+            both can be compared on one run; Fig. 5's codes and data are on different scales).
+        consistency: also report ``consistency_x`` and ``consistency_z``
+            (:func:`~torchmim.metrics.prior_consistency` on ``max_points`` samples per side): how far
+            the learned q(x) and p(z) are from the decoder's and the encoder's marginals (Appendix
+            D.2–D.4; needs a data prior that can be sampled).
         knn_k: neighbours of the k-NN classifier reported as ``knn_acc``.
         extra_knn_k: further k reported as ``knn_acc_k<k>`` (the image tables: 1, 3, 10).
         nll_samples: importance samples per test point for the NLL (S; default: the model config's
@@ -78,6 +86,8 @@ class EvalConfig:
     ksg_k: int = 5
     ksg_standardize: bool = False
     mi_rank: bool = False
+    mi_standardized: bool = False
+    consistency: bool = False
     knn_k: int = 5
     extra_knn_k: list[int] = field(default_factory=list)
     nll_samples: int | None = None
@@ -101,7 +111,7 @@ class EvalConfig:
             check_number(getattr(self, name), f"eval.{name}", low=1, integer=True, none=True)
         for i, k in enumerate(self.extra_knn_k):
             check_number(k, f"eval.extra_knn_k[{i}]", low=1, integer=True)
-        if (self.mi or self.mi_rank) and self.ksg_k >= self.max_points:
+        if (self.mi or self.mi_rank or self.mi_standardized) and self.ksg_k >= self.max_points:
             raise ConfigError(f"eval.ksg_k={self.ksg_k} must be below eval.max_points="
                               f"{self.max_points}: KSG needs k + 1 points")
         for name, k in [("knn_k", self.knn_k)] + [(f"extra_knn_k[{i}]", k)
@@ -154,7 +164,8 @@ def evaluate(
         options: :class:`EvalConfig` fields overriding ``config`` (``evaluate(model, x, mi=False)``).
 
     Returns a dict with ``mi`` (KSG nats; skipped with ``mi=False``, e.g. for images, where the paper
-    does not estimate it), ``mi_rank`` (with ``mi_rank=True``: KSG on ranks, the same pairs),
+    does not estimate it), ``mi_rank`` (with ``mi_rank=True``: KSG on ranks, the same pairs), ``mi_std``
+    (with ``mi_standardized=True``: KSG on standardised coordinates, the same pairs),
     ``nll`` (IS nats, on the first ``nll_points`` test points),
     ``recon_error`` (the paper's reconstruction measure — its "RMSE" — the mean ‖x − x̃‖ with
     sampled z and x̃; see :func:`~torchmim.metrics.reconstruction_error`) and ``recon_rmse`` (the
@@ -207,6 +218,12 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
         out["mi_rank"] = mutual_information(model, xt, k=cfg.ksg_k, max_points=cfg.max_points,
                                             seed=seed, rank=True)
         out["ksg_k"] = cfg.ksg_k
+    if cfg.mi_standardized:
+        out["mi_std"] = mutual_information(model, xt, k=cfg.ksg_k, max_points=cfg.max_points,
+                                           seed=seed, standardize=True)
+        out["ksg_k"] = cfg.ksg_k
+    if cfg.consistency:
+        out.update(prior_consistency(model, cfg.max_points, seed=seed + 3))
     recon_error = reconstruction_error(model, x_rec, seed=seed)
     out.update({
         "nll": importance_sampled_nll(model, x_nll, nll_samples, batch_size=cfg.nll_batch_size,

@@ -70,17 +70,41 @@ class MLP(nn.Sequential):
         """The same function with sigmoid units: tanh(u) = 2·sigmoid(2u) − 1, the factors folded
         into the weights (a hidden layer after a tanh layer gets 4W and 2(b − W·1), the output
         layer 2W and b − W·1). One pass over each hidden activation instead of a tanh, whose CPU
-        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only:
-        the weights are rebuilt on every call, outside autograd."""
-        linears = list(self)[0::2]
+        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only."""
         h = x
-        for i, layer in enumerate(linears):
-            w, b = layer.weight, layer.bias
-            if i > 0:  # the input is 2s − 1 with s = sigmoid(2u): fold the affine map into w, b
-                b = b - w.sum(1)
-                w = 2 * w
-            if i < len(linears) - 1:  # a sigmoid unit of 2u
-                h = F.linear(h, 2 * w, 2 * b).sigmoid_()
-            else:
-                h = F.linear(h, w, b)
+        folded = self._folded_weights()
+        for i, (w, b) in enumerate(folded):
+            h = F.linear(h, w, b)
+            if i < len(folded) - 1:
+                h = h.sigmoid_()
         return h
+
+    def _folded_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """The folded (weight, bias) of every linear layer, cached until a parameter changes.
+
+        Rebuilding them cost ~20 µs per call, 16–21% of an IS-NLL decoder block at width 500. The
+        cache key is each parameter's storage address and autograd version counter: the counter
+        rises with every in-place change (optimiser steps, ``load_state_dict``'s ``copy_``,
+        ``with torch.no_grad(): p.mul_(…)``), and ``.to()``/``p.data = …`` give new storage."""
+        linears = list(self)[0::2]
+        try:
+            key = tuple((p.data_ptr(), p._version, p.dtype, p.device)
+                        for layer in linears for p in (layer.weight, layer.bias))
+        except RuntimeError:  # parameters made under torch.inference_mode() have no version counter
+            key = None
+        cached = self.__dict__.get("_fold_cache")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        folded = []
+        with torch.no_grad():
+            for i, layer in enumerate(linears):
+                w, b = layer.weight, layer.bias
+                if i > 0:  # the input is 2s − 1 with s = sigmoid(2u): fold the affine map into w, b
+                    b = b - w.sum(1)
+                    w = 2 * w
+                if i < len(linears) - 1:  # a sigmoid unit of 2u
+                    w, b = 2 * w, 2 * b
+                folded.append((w.detach(), b.detach()))
+        # a plain attribute, not a buffer: never saved, never moved by .to(), keyed as above
+        self.__dict__["_fold_cache"] = (key, folded)
+        return folded

@@ -81,7 +81,10 @@ def fig5() -> SweepSpec:
               "of the variance.",
         base={"model": {"name": "mlp", "x_dim": 20, "hidden": 50, "activation": "tanh"},
               "data": {"name": "fashion-mnist-pca", "n_components": 20},
-              "train": {"epochs": 200, "warmup_epochs": 3, "early_stopping": False}},
+              "train": {"epochs": 200, "warmup_epochs": 3, "early_stopping": False},
+              # the reference's raw KSG as `mi`, and two estimates that do not depend on the
+              # coordinates' scales (codes and principal components are on different scales here)
+              "eval": {"mi_standardized": True, "mi_rank": True}},
         grid={"model.z_dim": LATENTS, "objective.name": ["vae", "mim"], "seed": SEEDS},
         presets={"quick": {"grid": {"model.z_dim": [2, 10, 20], "seed": [0]},
                            "set": {"train.epochs": 10, "data.n_train": 10000, "data.n_test": 5000,
@@ -101,6 +104,9 @@ def appendix_d1() -> SweepSpec:
               "better classification); MIM − H collapses severely (almost zero MI).",
         base=spec.base,
         grid={"model.hidden": WIDTHS, "objective.name": ["vae_plus_h", "mim_minus_h"], "seed": SEEDS},
+        # VAE + H − (MIM − H): higher MI and 5-NN accuracy, lower reconstruction error; no NLL claim
+        compare=["vae_plus_h", "mim_minus_h"],
+        claims={"mi": "higher", "recon_error": "lower", "knn_acc": "higher"},
         presets={"quick": {"grid": {"model.hidden": [5, 20, 500], "seed": [0, 1]},
                            "set": dict(TOY_QUICK_SET)}},
         x="model.hidden", x_label="hidden units",
@@ -127,8 +133,14 @@ ONE_D_BASE: dict[str, Any] = {
                                         "learnable": False},
               "logvar_clamp": [-10.0, 4.0]},
     "train": {"epochs": 200, "warmup_epochs": 3},
-    "eval": {"nll_samples": 200},
+    # consistency_x / consistency_z: energy distances that put numbers on the figures' "prior"
+    # columns (metrics.prior_consistency)
+    "eval": {"nll_samples": 200, "consistency": True},
 }
+#: Seeds of the 1-D sweeps: the paper shows one model per panel; 5 give the claims a paired test.
+ONE_D_SEEDS = list(range(5))
+#: The 1-D claims: the first model of ``compare`` is the more consistent one.
+ONE_D_CLAIMS = {"consistency_x": "lower", "consistency_z": "lower"}
 ONE_D_QUICK = {"train.epochs": 15, "data.n_train": 4000, "data.n_val": 2000, "data.n_test": 2000,
                "eval.max_points": 2000, "eval.nll_samples": 50}
 
@@ -149,7 +161,8 @@ def appendix_d2() -> SweepSpec:
               "a consistent model — its prior q(x) matches the decoder's marginal from p(z) and p(z) "
               "the encoder's marginal from q(x) — while L_CE fits the priors to the anchors.",
         base=ONE_D_BASE,
-        grid={"objective.name": ["ce", "mim"], "seed": [0, 1, 2]},
+        grid={"objective.name": ["ce", "mim"], "seed": ONE_D_SEEDS},
+        compare=["mim", "ce"], claims=dict(ONE_D_CLAIMS),
         presets={"quick": {"grid": {"seed": [0]}, "set": dict(ONE_D_QUICK)}},
         figures=[FigureSpec("consistency_1d", "fig13.png", {
             "columns": _columns("objective.name", [("ce", "CE"), ("mim", "MIM")],
@@ -176,7 +189,8 @@ def appendix_d3() -> SweepSpec:
               "expressive (learned mixture) priors give the best consistency between the priors and "
               "the samples generated from them.",
         base=ONE_D_BASE,
-        grid={"priors": PRIOR_VARIANTS, "seed": [0, 1, 2]},
+        grid={"priors": PRIOR_VARIANTS, "seed": ONE_D_SEEDS},
+        compare=["learned GMM", "fixed N(0,1)"], claims=dict(ONE_D_CLAIMS),
         presets={"quick": {"grid": {"seed": [0]}, "set": dict(ONE_D_QUICK)}},
         group="priors",
         figures=[FigureSpec("consistency_1d", "fig14.png", {
@@ -205,7 +219,8 @@ def appendix_d4(init_epochs: int = 100) -> SweepSpec:
               "MIM model trained further with L_CE loses consistency while fitting the priors to the "
               "anchors better.",
         base={**ONE_D_BASE, "init": {"epochs": init_epochs}},
-        grid={"order": orders, "seed": [0, 1, 2]},
+        grid={"order": orders, "seed": ONE_D_SEEDS},
+        compare=["CE→MIM", "MIM→CE"], claims=dict(ONE_D_CLAIMS),
         presets={"quick": {"grid": {"seed": [0]},
                            "set": {**ONE_D_QUICK, "init.epochs": 10}}},
         group="order",
