@@ -19,8 +19,8 @@ every round) after warm-up, and reports medians and ratio = baseline time / fast
 * alloc: the convHVAE step in two worker processes, one with :func:`torchmim.allocator.keep_freed_memory`,
   one with glibc's default malloc, stepped alternately;
 * nll: convHVAE IS-NLL with S = 5000 of one image: today's ``importance_sampled_nll`` vs torchmim
-  0.1's algorithm (``nll_0_1`` below: p(z) per batch, the decoder on whole chunks, no_grad) with the
-  fast paths off;
+  0.1's algorithm (``torchmim._reference.nll_0_1``: p(z) per batch, the decoder on whole chunks,
+  no_grad) with the fast paths off;
 * toy-nll: the same pair on the toy model (width 500) with S = 1000 on ``--toy-points`` points
   (the issue's case is 10,000), with the decoder's FLOPs against the measured mm peak;
 * fold-cache: the toy IS-NLL with the folded-tanh weights cached between decoder blocks against
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -48,6 +47,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import torchmim as tm
+from torchmim._reference import nll_0_1
 from torchmim.layers import fast_paths
 
 HERE = Path(__file__).resolve().parent
@@ -196,36 +196,6 @@ def bench_alloc(results: list[dict], a) -> None:
 
 
 # ------------------------------------------------------------------------------------------ NLL
-def nll_0_1(model, x, num_samples: int, *, batch_size: int = 256, max_pairs: int = 65536,
-            seed: int = 0) -> float:
-    """torchmim 0.1's importance_sampled_nll (same draws as today's for the same seed)."""
-    xt = model.prepare_x(x)
-    total = 0.0
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for i in range(0, xt.shape[0], batch_size):
-                b = xt[i:i + batch_size]
-                qz_x, pz, n = model.posterior(b), model.prior(), b.shape[0]
-                chunk = max(1, min(num_samples, max_pairs // n))
-                acc = torch.full((n,), -math.inf)
-                done = 0
-                while done < num_samples:
-                    s = min(chunk, num_samples - done)
-                    z = qz_x.sample((s,))
-                    x_rep = b.unsqueeze(0).expand((s, *b.shape)).reshape((s * n, *model.x_shape))
-                    log_px_z = model.decoder(z.reshape((s * n, *model.z_shape))).log_prob(x_rep)
-                    log_w = log_px_z.reshape(s, n) + pz.log_prob(z) - qz_x.log_prob(z)
-                    acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
-                    done += s
-                total += float((acc - math.log(num_samples)).sum())
-    finally:
-        model.train(was)
-    return -total / xt.shape[0]
-
-
 def _nll_pair(model, x, s: int, rounds: int) -> tuple[dict, dict]:
     values: dict[str, float] = {}
 

@@ -3,7 +3,7 @@
 * fused gated layers (one conv / linear with 2·out outputs, then split) and channels-last conv
   stacks: same values and gradients as the two-map, NCHW form (``torchmim.layers.fast_paths``);
 * the blocked importance-sampled NLL with p(z) built once per call: the same estimate, on the same
-  random stream, as torchmim 0.1's implementation (copied below as ``_nll_0_1``);
+  random stream, as torchmim 0.1's implementation (``torchmim._reference.nll_0_1``);
 * the folded-tanh MLP (sigmoid units, factors folded into the weights) used without autograd:
   the same function as the tanh network;
 * the glibc allocator setting: applied once, a no-op when opted out.
@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import torchmim as tm
+from torchmim._reference import nll_0_1
 from torchmim.layers import FAST_PATHS, GatedConv2d, GatedDense, fast_paths, to_conv_layout
 
 from .helpers import tiny
@@ -213,40 +214,6 @@ def test_channels_last_decoder_logits_equal_and_shaped():
 
 
 # --------------------------------------------------------------------------------------- IS-NLL
-def _nll_0_1(model, x, num_samples, *, batch_size=256, max_pairs=65536, seed=0):
-    """torchmim 0.1's importance_sampled_nll / log_marginal_likelihood, verbatim in substance: p(z)
-    rebuilt for every batch, the decoder on all pairs of a chunk at once, autograd off."""
-    xt = model.prepare_x(x)
-    total = 0.0
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for i in range(0, xt.shape[0], batch_size):
-                b = xt[i:i + batch_size]
-                qz_x = model.posterior(b)
-                pz = model.prior()
-                n = b.shape[0]
-                chunk = max(1, min(num_samples, max_pairs // n))
-                acc = torch.full((n,), -math.inf, dtype=b.dtype)
-                done = 0
-                while done < num_samples:
-                    s = min(chunk, num_samples - done)
-                    z = qz_x.sample((s,))
-                    z_flat = z.reshape((s * n,) + model.z_shape)
-                    x_rep = b.unsqueeze(0).expand((s,) + tuple(b.shape)).reshape(
-                        (s * n,) + model.x_shape)
-                    log_px_z = model.decoder(z_flat).log_prob(x_rep).reshape(s, n)
-                    log_w = log_px_z + pz.log_prob(z) - qz_x.log_prob(z)
-                    acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
-                    done += s
-                total += float((acc - math.log(num_samples)).sum())
-    finally:
-        model.train(was)
-    return -total / xt.shape[0]
-
-
 @pytest.mark.parametrize("name,prior", [
     ("toy", "normal"), ("convhvae", "normal"), ("convhvae", "vampprior"), ("pixelhvae", "normal"),
 ])
@@ -264,7 +231,7 @@ def test_nll_equals_0_1_implementation_on_the_same_stream(name, prior):
         model.initialize_from_data(x)
     kwargs = {"batch_size": 4, "max_pairs": 40}  # 10 samples per chunk, 3 batches
     with fast_paths(**PLAIN):
-        old = _nll_0_1(model, x, 23, **kwargs)
+        old = nll_0_1(model, x, 23, **kwargs)
     with fast_paths(**FAST):
         new = tm.metrics.importance_sampled_nll(model, x, 23, **kwargs)
     # block_pairs 12 → 3 samples per decoder call: blocks that do not divide the chunks

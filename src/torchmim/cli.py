@@ -234,11 +234,11 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
     from .io import load_model
     from .runs import RunConfig, evaluate_run
     from .seeding import derive_seed
+    from .trained import model_file
 
-    if Path(checkpoint).is_dir():  # a run folder: its best model
-        checkpoint = Path(checkpoint) / "model.pt"
+    checkpoint = model_file(checkpoint, checkpoint_fallback=False)  # a run folder: its best model
     model = load_model(checkpoint)
-    cfg_path = config_file or Path(checkpoint).with_name("config.yaml")
+    cfg_path = config_file or checkpoint.with_name("config.yaml")
     if not cfg_path.is_file():
         raise ConfigError(f"no run config at {cfg_path}: pass --config FILE to say which data to "
                           "evaluate on")

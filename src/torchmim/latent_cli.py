@@ -48,7 +48,11 @@ def _pairs(ctx: click.Context, param: click.Parameter, value: str) -> list[tuple
 
 
 def _model_path(run: Path) -> Path:
-    return run / "model.pt" if run.is_dir() else run
+    """RUN's model file: a run folder's ``model.pt`` (not its checkpoint, which lacks the data
+    transform) or the file itself."""
+    from .trained import model_file
+
+    return model_file(run, checkpoint_fallback=False)
 
 
 def _load(run: Path) -> Any:

@@ -328,15 +328,8 @@ def _run(config: RunConfig, out: Path | None, resumed: dict[str, Any] | None,
          callbacks: list[Callback] | None, progress: bool | None,
          progress_desc: str | None, trainer_class: type[Trainer] = Trainer) -> RunResult:
     resume = resumed is not None
-    seed_everything(derive_seed(config.seed, "data"))
-    data = config.data.load(seed=config.seed)
-    seed_everything(derive_seed(config.seed, "init"))
-    model = config.model.build()
-    model.data_transform = data.transform  # saved with the model (e.g. a standardisation)
-    if tuple(model.x_shape) != tuple(data.x_shape):
-        raise ConfigError(f"the model expects observations of shape {model.x_shape} but data "
-                          f"{to_dict(config.data)['name']!r} has shape {data.x_shape}; set the "
-                          "model's input size (e.g. model.x_dim) to match")
+    data, model = _prepare_run(config)
+    model.data_transform = data.transform  # saved with the model and checkpoints
     init_cfg, train_cfg = _train_configs(config, progress)
     if out is not None:
         start_run_folder(config, out, resumed)
@@ -356,18 +349,51 @@ def _run(config: RunConfig, out: Path | None, resumed: dict[str, Any] | None,
     history = trainer.fit(data.train, data.val[0], resume=resume)
     # from the histories' epoch times, so that a resumed run counts the epochs before the resume too
     train_seconds = init_seconds + trainer.elapsed_seconds
+    metrics = _finish_run(config, trainer.model, data, out, epoch=trainer.epoch,
+                          best_epoch=trainer.best_epoch, best_val=trainer.best_val,
+                          train_seconds=train_seconds)
+    return RunResult(config, trainer.model, metrics, history, data, out)
+
+
+def _prepare_run(config: RunConfig) -> tuple[DataSplits, LatentVariableModel]:
+    """The data splits and the initial model of a run, seeded from ``config.seed`` as every run
+    is (:func:`run`, a member of :func:`~torchmim.training.run_group`, each process of
+    :func:`~torchmim.training.distributed.run_distributed`): the data under the seed derived for
+    "data", the model's initialisation under the one for "init". A one-line
+    :class:`~torchmim.errors.ConfigError` when the model's input shape is not the data's. The
+    caller attaches ``data.transform`` to the model when its checkpoints are to carry it."""
+    seed_everything(derive_seed(config.seed, "data"))
+    data = config.data.load(seed=config.seed)
+    seed_everything(derive_seed(config.seed, "init"))
+    model = config.model.build()
+    if tuple(model.x_shape) != tuple(data.x_shape):
+        raise ConfigError(f"the model expects observations of shape {model.x_shape} but data "
+                          f"{to_dict(config.data)['name']!r} has shape {data.x_shape}; set the "
+                          "model's input size (e.g. model.x_dim) to match")
+    return data, model
+
+
+def _finish_run(config: RunConfig, model: LatentVariableModel, data: DataSplits,
+                out: Path | None, *, epoch: int, best_epoch: int | None, best_val: float,
+                train_seconds: float) -> dict[str, Any]:
+    """The end of every run (:func:`run`, a member of :func:`~torchmim.training.run_group`): the
+    trained ``model`` (its best state) gets ``data.transform``, is evaluated on the test split
+    under the seed derived for "eval", and its metrics (the measures, the epochs, the selected
+    epoch and its validation loss, the training time and the data's facts) are returned and,
+    with ``out``, written with the model (``model.pt``, ``metrics.json``)."""
+    model.data_transform = data.transform  # saved with the model (e.g. a standardisation)
     start = time.perf_counter()
-    metrics = evaluate(trainer.model, data, config.eval, seed=derive_seed(config.seed, "eval"))
+    metrics = evaluate(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
     metrics.update({
         "eval_seconds": time.perf_counter() - start,
-        "epochs": trainer.epoch,
-        "best_epoch": trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch,
+        "epochs": epoch,
+        "best_epoch": best_epoch if best_epoch is not None else epoch,
         # None (JSON null) when no epoch was selected (all of them in warm-up): never Infinity
-        "best_val_loss": trainer.best_val if trainer.best_epoch is not None else None,
+        "best_val_loss": best_val if best_epoch is not None else None,
         "train_seconds": train_seconds,
     })
     metrics.update({f"data.{k}": v for k, v in data.info.items()})
     if out is not None:
-        save_model(trainer.model, out / "model.pt")
+        save_model(model, out / "model.pt")
         atomic_write_json(out / "metrics.json", metrics)
-    return RunResult(config, trainer.model, metrics, history, data, out)
+    return metrics

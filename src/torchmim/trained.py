@@ -16,18 +16,26 @@ from .models.latent_variable_model import LatentVariableModel
 __all__ = ["TrainedModel", "load_trained", "model_file"]
 
 
-def model_file(path: str | Path) -> Path:
-    """The model file of ``path``: ``path/model.pt`` for a run folder (else its ``checkpoint.pt``),
-    or ``path`` itself; a one-line :class:`CheckpointError` when there is none."""
+def model_file(path: str | Path, *, checkpoint_fallback: bool = True) -> Path:
+    """The model file of what a user points at: ``path/model.pt`` for a run folder, or ``path``
+    itself for a file. A run folder without ``model.pt`` gives its training ``checkpoint.pt``
+    when ``checkpoint_fallback`` (its best weights, without the data transform), else is refused.
+
+    The one resolution of every command that takes a run folder or a model file (``serve``,
+    ``export``, ``evaluate``, ``latent``); a one-line :class:`CheckpointError` when there is none.
+    """
     path = Path(path)
     if path.is_dir():
-        for name in ("model.pt", "checkpoint.pt"):
-            if (path / name).is_file():
-                return path / name
+        if (path / "model.pt").is_file():
+            return path / "model.pt"
+        if not checkpoint_fallback:
+            raise CheckpointError(f"model file not found: {path / 'model.pt'}")
+        if (path / "checkpoint.pt").is_file():
+            return path / "checkpoint.pt"
         raise CheckpointError(f"{path} is a folder without model.pt or checkpoint.pt; give a run "
                               "folder of `torchmim train` or a model file")
     if not path.exists():
-        raise CheckpointError(f"model not found: {path}")
+        raise CheckpointError(f"model file not found: {path}")
     return path
 
 

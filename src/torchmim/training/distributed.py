@@ -273,13 +273,9 @@ class DistributedTrainer(Trainer):
 def _follow(config: Any, out: Path | None, resume: bool) -> None:
     """What a process other than rank 0 does in :func:`run_distributed`: the data and model of
     :func:`torchmim.runs.run` (same seeds), and the same training stages, writing nothing."""
-    from ..runs import _train_configs
-    from ..seeding import derive_seed, seed_everything
+    from ..runs import _prepare_run, _train_configs
 
-    seed_everything(derive_seed(config.seed, "data"))
-    data = config.data.load(seed=config.seed)
-    seed_everything(derive_seed(config.seed, "init"))
-    model = config.model.build()
+    data, model = _prepare_run(config)
     model.data_transform = data.transform
     init_cfg, train_cfg = _train_configs(config, False)
     if config.init is not None:

@@ -741,10 +741,8 @@ def run_group(
     import yaml
 
     from ..environment import environment_info
-    from ..evaluation import evaluate
-    from ..io import atomic_write_json, atomic_write_text, save_model
-    from ..runs import RunResult
-    from ..seeding import seed_everything
+    from ..io import atomic_write_json, atomic_write_text
+    from ..runs import RunResult, _finish_run, _prepare_run
 
     configs = list(configs)
     outs = [None if d is None else Path(d) for d in (out_dirs or [None] * len(configs))]
@@ -757,13 +755,9 @@ def run_group(
         raise ConfigError("run_group: the configs differ in more than the seed and the objective")
     datas, models = [], []
     for config, out in zip(configs, outs):
-        seed_everything(derive_seed(config.seed, "data"))
-        data = config.data.load(seed=config.seed)
-        seed_everything(derive_seed(config.seed, "init"))
-        model = config.model.build()
-        if tuple(model.x_shape) != tuple(data.x_shape):
-            raise ConfigError(f"the model expects observations of shape {model.x_shape} but the "
-                              f"data has shape {data.x_shape}; set model.x_dim to match")
+        # no data transform on the members while they train: the group's checkpoints would all
+        # carry member 0's (its template's); each member's final model gets its own below
+        data, model = _prepare_run(config)
         datas.append(data)
         models.append(model)
         if out is not None:
@@ -783,23 +777,11 @@ def run_group(
                            else CheckpointError(s.error))
             continue
         model = trainer.member_model(i)
-        model.data_transform = data.transform  # saved with the model, as run() does
-        start = time.perf_counter()
         try:
-            metrics = evaluate(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
+            metrics = _finish_run(config, model, data, out, epoch=s.epoch, best_epoch=s.best_epoch,
+                                  best_val=s.best_val, train_seconds=s.elapsed_seconds)
         except TorchMIMError as e:
             results.append(e)
             continue
-        metrics.update({
-            "eval_seconds": time.perf_counter() - start,
-            "epochs": s.epoch,
-            "best_epoch": s.best_epoch if s.best_epoch is not None else s.epoch,
-            "best_val_loss": s.best_val if s.best_epoch is not None else None,
-            "train_seconds": s.elapsed_seconds,
-        })
-        metrics.update({f"data.{k}": v for k, v in data.info.items()})
-        if out is not None:
-            save_model(model, out / "model.pt")
-            atomic_write_json(out / "metrics.json", metrics)
         results.append(RunResult(config, model, metrics, s.history, data, out))
     return results
