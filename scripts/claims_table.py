@@ -13,7 +13,7 @@ import csv
 import sys
 from collections import defaultdict
 
-METRICS = {"mi": "MI (nats)", "mi_std": "MI, standardised", "mi_rank": "MI, ranks",
+METRICS = {"mi": "MI (nats)", "mi_standardized": "MI, standardised", "mi_rank": "MI, ranks",
            "nll": "NLL (nats)", "recon_error": "recon. error", "knn_acc": "5-NN acc.",
            "consistency_x": "consistency x", "consistency_z": "consistency z"}
 MARK = {"holds": "", "opposite": " ✗", "not significant": " ~"}
@@ -21,23 +21,33 @@ MARK = {"holds": "", "opposite": " ✗", "not significant": " ~"}
 
 def fmt(row: dict[str, str]) -> str:
     d, lo, hi, p = (float(row[k]) for k in ("diff_mean", "ci_low", "ci_high", "t_p"))
-    digits = 2 if max(abs(d), abs(lo), abs(hi)) >= 1 else 3
+    big = max(abs(d), abs(lo), abs(hi))
+    spec = "+.3g" if big >= 1e4 else "+.2f" if big >= 1 else "+.3f"
     p_text = "p < 1e-4" if p < 1e-4 else f"p {p:.2g}"
-    interval = f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]".replace("-", "−")
+    interval = f"{d:{spec}} [{lo:{spec}}, {hi:{spec}}]".replace("-", "−")
     return f"{interval}, {p_text}{MARK.get(row['verdict'], ' ?')}"
 
 
 def main() -> None:
-    with open(sys.argv[1], newline="") as f:
-        rows = list(csv.DictReader(f))
-    key = next(iter(rows[0]))  # the setting column comes first ("metric" when there is none)
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python scripts/claims_table.py CLAIMS.csv")
+    try:
+        with open(sys.argv[1], newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except OSError as e:
+        raise SystemExit(f"error: cannot read {sys.argv[1]}: {e.strerror}") from None
+    if "metric" not in columns or not rows:
+        raise SystemExit(f"error: {sys.argv[1]} is not a claims table with rows (a sweep's "
+                         "claims.csv, or scripts/cross_sweep_claims.py's output)")
+    keys = columns[:columns.index("metric")]  # the setting's columns come first
     table: dict[str, dict[str, str]] = defaultdict(dict)
     for r in rows:
         if r["metric"] in METRICS:
-            table["all" if key == "metric" else r[key]][r["metric"]] = fmt(r)
+            table[", ".join(r[k] for k in keys) or "all"][r["metric"]] = fmt(r)
     shown = [m for m in METRICS if any(m in cells for cells in table.values())]
-    print(f"| {'setting' if key == 'metric' else key} | "
-          + " | ".join(METRICS[m] for m in shown) + " |")
+    print(f"| {', '.join(keys) or 'setting'} | " + " | ".join(METRICS[m] for m in shown) + " |")
     print("|---:|" + "---:|" * len(shown))
 
     def order(s: str) -> tuple:

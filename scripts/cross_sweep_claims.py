@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from torchmim.errors import TorchMIMError
 from torchmim.experiments.statistics import claims_markdown, compare_sweeps
 from torchmim.experiments.tables import atomic_write_text, read_csv, write_csv
 
@@ -40,12 +41,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--group", default="objective.name", help="the column holding the labels")
     ap.add_argument("--out", required=True, help="the claims CSV to write (Markdown beside it)")
     args = ap.parse_args(argv)
-    claims = dict(c.split("=", 1) for c in args.claim if "=" in c)
-    if not claims or len(claims) != len(args.claim):
-        raise SystemExit("error: give at least one --claim METRIC=higher|lower")
+    if not args.claim or any("=" not in c for c in args.claim):
+        raise SystemExit("error: give each claim as --claim METRIC=higher|lower")
+    claims = dict(c.split("=", 1) for c in args.claim)
+    if len(claims) != len(args.claim):
+        raise SystemExit("error: a metric is claimed twice")
     (pa, la), (pb, lb) = _side(args.a), _side(args.b)
-    table = compare_sweeps(read_csv(pa), la, read_csv(pb), lb, by=args.by, claims=claims,
-                           group=args.group)
+    try:
+        rows_a, rows_b = read_csv(pa), read_csv(pb)
+        for path, rows in ((pa, rows_a), (pb, rows_b)):
+            missing = [k for k in [*args.by, args.group, "seed"] if rows and k not in rows[0]]
+            if missing:
+                raise SystemExit(f"error: {path} has no column {', '.join(missing)}")
+            absent = [m for m in claims if rows and m not in rows[0]]
+            if absent:
+                raise SystemExit(f"error: {path} has no metric {', '.join(absent)}")
+        table = compare_sweeps(rows_a, la, rows_b, lb, by=args.by, claims=claims,
+                               group=args.group)
+    except TorchMIMError as e:
+        raise SystemExit(f"error: {e}") from None
+    if not table:
+        raise SystemExit("error: no setting has runs of both labels with the claimed metrics")
     out = Path(args.out)
     write_csv(out, table, first=[*args.by, "metric", "claim"])
     md = claims_markdown(table, args.by, (la, lb))

@@ -25,13 +25,14 @@ import torchmim as tm
 from torchmim.experiments.tables import read_csv
 from torchmim.io import load_model
 from torchmim.schedules import lr_warmup_factor
+from torchmim.trained import model_file
 
 
 def lr_sum(row: dict) -> float:
     """Σ over the optimiser steps of the learning rate (per-epoch schedule, steps per epoch)."""
     steps = math.ceil(int(row["data.n_train"]) / int(row["train.batch_size"]))
     lr0, warm = float(row["train.lr"]), int(row["train.warmup_epochs"])
-    warmup = row.get("train.lr_schedule", "warmup") == "warmup"
+    warmup = row.get("train.lr_schedule") in ("warmup", None)  # the default when absent
     return steps * sum(lr0 * (lr_warmup_factor(e, warm) if warmup else 1.0)
                        for e in range(1, int(row["epochs"]) + 1))
 
@@ -58,10 +59,14 @@ def main() -> None:
           "within-component std 0.25\n")
     table: dict[tuple, list[list[float]]] = defaultdict(list)
     for folder in args.folders:
+        if not (folder / "results.csv").is_file():
+            raise SystemExit(f"error: {folder / 'results.csv'} does not exist (a finished sweep "
+                             "folder has it)")
         for row in read_csv(folder / "results.csv"):
             if row["model.z_dim"] not in args.z_dim or row["seed"] not in args.seeds:
                 continue
-            model = load_model(folder / "cells" / row["cell"] / "model.pt").eval()
+            model = load_model(model_file(folder / "cells" / row["cell"],
+                                          checkpoint_fallback=False)).eval()
             rmse12, rmse320, std320 = fit(model, x)
             table[(folder.name, row["objective.name"], row["model.z_dim"])].append(
                 [rmse12, rmse320, std320, lr_sum(row), row["epochs"], row["best_epoch"],

@@ -110,3 +110,56 @@ def test_evaluate_reports_consistency_for_the_one_d_models():
     want = prior_consistency(model, 400, seed=3)
     assert out["consistency_x"] == want["consistency_x"] and out["consistency_z"] == want["consistency_z"]
     assert "consistency_x" not in evaluate(model, x, EvalConfig(max_points=400, nll_samples=5))
+
+
+def test_curves_panel_goes_logarithmic_only_for_values_over_many_decades():
+    # catches: a diverging run flattening every other curve of a panel to a line at zero (Fig. 12)
+    import matplotlib.pyplot as plt
+
+    from torchmim.figures.sweeps import plot_metric_curves
+
+    rows = [{"objective.name": o, "model.hidden": w, "nll_mean": v, "nll_std": v / 2,
+             "mi_mean": m, "mi_std": 0.1}
+            for o, vals, mis in (("vae_plus_h", [2.0, 1.9], [4.0, 7.0]),
+                                 ("mim_minus_h", [3.0, 4e15], [0.002, 1.7]))
+            for w, v, m in zip((5, 500), vals, mis)]
+    fig = plot_metric_curves(rows, x="model.hidden", group="objective.name", metrics=["nll", "mi"])
+    nll_ax, mi_ax = fig.axes[:2]
+    assert nll_ax.get_yscale() == "log" and "(log)" in nll_ax.get_title()
+    assert mi_ax.get_yscale() == "linear"  # 0.002 … 7: small values stay linear
+    plt.close(fig)
+
+
+def test_a_curves_figure_may_show_metrics_beyond_the_sweeps_summary():
+    # catches: the figure aggregating only the spec's metrics (a KeyError for fig5-mi.png's
+    # mi_rank panel when the spec lists fewer)
+    import matplotlib.pyplot as plt
+
+    from torchmim.experiments.figures import SWEEP_FIGURES
+    from torchmim.experiments.spec import SweepSpec
+
+    spec = SweepSpec(name="t", grid={"model.z_dim": [2, 4], "objective.name": ["mim", "vae"],
+                                     "seed": [0, 1]}, x="model.z_dim", metrics=["mi"])
+    rows = [{"model.z_dim": z, "objective.name": o, "seed": s, "mi": 1.0 + s, "mi_rank": 2.0 + z}
+            for z in (2, 4) for o in ("mim", "vae") for s in (0, 1)]
+    fig = SWEEP_FIGURES.get("curves")(spec, None, rows, [], metrics=["mi", "mi_rank"])
+    rank_ax = fig.axes[1]
+    assert "ranks" in rank_ax.get_title()
+    assert list(rank_ax.lines[0].get_ydata()) == [4.0, 6.0]
+    plt.close(fig)
+
+
+def test_consistency_of_a_decoder_defined_data_prior_is_refused_up_front():
+    # catches: consistency_x silently reported for the marginal q(x) of Eq. 16 (whose samples
+    # are decoded samples of p(z): the measure would be pure sampling noise)
+    from torchmim.errors import ConfigError
+
+    model = tm.MLPModelConfig(hidden=8).build()  # data prior: the marginal of Eq. 16
+    with pytest.raises(DataError, match="learned data prior"):
+        prior_consistency(model, 100)
+    with pytest.raises(ConfigError, match="eval.consistency needs a learned data prior"):
+        evaluate(model, torch.randn(50, 2), EvalConfig(max_points=50, consistency=True))
+    with pytest.raises(ConfigError, match="at least 2"):
+        EvalConfig(max_points=1, consistency=True, mi=False, knn_k=1)
+    with pytest.raises(DataError, match="samples on both sides"):
+        energy_distance(np.zeros((0, 2, 2)), np.ones((3, 4)))

@@ -116,11 +116,15 @@ def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
     torch.testing.assert_close(y.detach(), plain, rtol=0, atol=0)
 
 
-def test_folded_weights_are_rebuilt_whenever_a_parameter_changes():
-    """The folded weights are cached between calls; every way a parameter can change must drop
-    the cache (a stale cache would keep evaluating the network as it was: an optimiser step, a
-    loaded checkpoint or a dtype change would then be invisible to every metric)."""
-    from torchmim.networks import MLP
+def test_folded_weights_are_reused_only_inside_frozen_folds():
+    """The IS-NLL folds the weights once for all its decoder blocks (``frozen_folds``); outside
+    such a block every call folds afresh, so no change of a parameter — an optimiser step, a
+    loaded state dict, ``p.data.mul_()`` (which no version counter sees) — can be missed, and
+    nothing is left on the module (a fold kept at rest would go stale after ``.data`` edits and
+    break ``copy.deepcopy``/``torch.save`` of vmapped or exported modules)."""
+    import copy
+
+    from torchmim.networks import MLP, frozen_folds
 
     torch.manual_seed(0)
     net = MLP(3, 2, hidden=16, depth=2)
@@ -131,27 +135,55 @@ def test_folded_weights_are_rebuilt_whenever_a_parameter_changes():
             with fast_paths(folded_tanh=False):
                 plain = model(inp)
             folded = model(inp)
-            assert model(inp).equal(folded)  # second call: the cache, the same numbers
         torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
 
-    check(net, x)
-    first = net._folded_weights()
-    assert net._folded_weights() is first  # cached
+    assert net._folded_weights() is not net._folded_weights()  # outside a block: no reuse
+    with frozen_folds(net):
+        first = net._folded_weights()
+        assert net._folded_weights() is first
+        with frozen_folds(net):  # nested: the same fold
+            assert net._folded_weights() is first
+        assert net._folded_weights() is first  # the inner block does not drop the outer's fold
+    assert "_fold_frozen" not in net.__dict__
     opt = torch.optim.SGD(net.parameters(), lr=0.5)  # an optimiser step (in-place add_)
     net(x).sum().backward()
     opt.step()
     check(net, x)
-    assert net._folded_weights() is not first
-    net.load_state_dict(MLP(3, 2, hidden=16, depth=2).state_dict())  # copy_ into the same storage
+    net[0].weight.data.mul_(-3.0)  # invisible to the version counter
     check(net, x)
-    with torch.no_grad():
-        net[2].bias.mul_(-4.0)
-    check(net, x)
-    net[4].weight.data = torch.randn_like(net[4].weight)  # new storage
+    net.load_state_dict(MLP(3, 2, hidden=16, depth=2).state_dict())
     check(net, x)
     net.double()
     check(net, x.double())
-    assert "_fold_cache" not in net.state_dict()
+    copy.deepcopy(net)
+
+
+def test_the_nll_folds_once_and_equals_the_unfolded_nll():
+    # catches: frozen_folds reusing a fold across models, or the NLL not equal with and without it
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    model = tm.MLPModelConfig(hidden=40).build()
+    x = torch.randn(50, 2)
+    calls = []
+    original = MLP._folded_weights
+
+    def counting(self):
+        out = original(self)
+        calls.append((self, out))  # holding the lists keeps their ids unique
+        return out
+
+    MLP._folded_weights = counting
+    try:
+        fast = tm.metrics.importance_sampled_nll(model, x, 300, max_pairs=1000)
+    finally:
+        MLP._folded_weights = original
+    with fast_paths(folded_tanh=False):
+        plain = tm.metrics.importance_sampled_nll(model, x, 300, max_pairs=1000)
+    assert fast == pytest.approx(plain, rel=1e-6)
+    assert len(calls) > 10  # many decoder blocks …
+    modules = {id(m) for m, _ in calls}
+    assert len({id(out) for _, out in calls}) == len(modules)  # … and one fold per network
 
 
 def test_folded_tanh_only_for_tanh_networks():

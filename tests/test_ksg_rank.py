@@ -84,14 +84,14 @@ def test_eval_config_reports_mi_rank_on_the_same_pairs():
 
 
 def test_eval_config_reports_standardised_mi_next_to_the_raw_one():
-    # catches: mi_std not wired, computed on other pairs than mi, or replacing the raw mi
+    # catches: mi_standardized not wired, computed on other pairs than mi, or replacing the raw mi
     torch.manual_seed(0)
     model = tm.MLPModelConfig(hidden=8).build()
     x = torch.randn(300, 2) * torch.tensor([30.0, 0.1])  # coordinates on very different scales
     out = evaluate(model, x, EvalConfig(max_points=300, nll_samples=5, mi_standardized=True), seed=4)
     assert out["mi"] == mutual_information(model, x, seed=4)
-    assert out["mi_std"] == mutual_information(model, x, seed=4, standardize=True)
-    assert out["mi_std"] != out["mi"]
-    assert "mi_std" not in evaluate(model, x, EvalConfig(max_points=300, nll_samples=5))
+    assert out["mi_standardized"] == mutual_information(model, x, seed=4, standardize=True)
+    assert out["mi_standardized"] != out["mi"]
+    assert "mi_standardized" not in evaluate(model, x, EvalConfig(max_points=300, nll_samples=5))
     with pytest.raises(ConfigError, match="ksg_k=5 must be below"):
         EvalConfig(mi=False, mi_standardized=True, max_points=5)

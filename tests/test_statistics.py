@@ -161,7 +161,8 @@ def test_write_claims_files_and_skips(tmp_path):
 def test_paper_claims_directions():
     # catches: a flipped direction in the paper's claims (Fig. 3: MIM higher MI and k-NN accuracy,
     # lower reconstruction error; VAE lower NLL, i.e. MIM − VAE > 0)
-    assert PAPER_CLAIMS == {"mi": "higher", "mi_std": "higher", "mi_rank": "higher", "nll": "higher",
+    assert PAPER_CLAIMS == {"mi": "higher", "mi_standardized": "higher", "mi_rank": "higher",
+                            "nll": "higher",
                             "recon_error": "lower", "knn_acc": "higher"}
 
 
@@ -194,7 +195,7 @@ def test_a_sweep_writes_claims_and_the_report_regenerates_them(tmp_path):
     assert result.complete
     table = read_csv(out / "claims.csv")
     assert [r["metric"] for r in table] == [m for m in PAPER_CLAIMS
-                                             if m not in ("mi_rank", "mi_std")]
+                                             if m not in ("mi_rank", "mi_standardized")]
     assert all(r["n"] == 2 and r["model.hidden"] == 4 for r in table)
     assert json.loads((out / "sweep.json").read_text())["spec"]["claims"] is None
     md = (out / "claims.md").read_text()
@@ -223,6 +224,7 @@ def test_compare_sweeps_pairs_one_label_of_each_sweep_by_seed():
     (row,) = table
     assert row["model.hidden"] == 5 and row["n"] == 3
     assert row["diff_mean"] == pytest.approx(np.mean([1.0, 0.9, 0.8]))
+    assert row["diff_std"] == pytest.approx(0.1)  # row order would pair 4−1, 2−2.1, 3−3.2
     same = compare_sweeps(second, "vae", second, "vae", by=["model.hidden"], claims={"mi": "lower"})
     assert same[0]["diff_mean"] == 0.0 and same[0]["verdict"] == "not significant"
     with pytest.raises(DataError, match="second sweep has no runs with objective.name = 'ce'"):

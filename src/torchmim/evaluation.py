@@ -53,7 +53,7 @@ class EvalConfig:
         mi_rank: also report ``mi_rank``, KSG on the per-coordinate ranks of x and z (invariant to
             monotone rescaling of coordinates; ``metrics.ksg_rank_mutual_information``), on the
             same pairs (x, z) as ``mi``.
-        mi_standardized: also report ``mi_std``, KSG on x and z rescaled to unit variance per
+        mi_standardized: also report ``mi_standardized``, KSG on x and z rescaled to unit variance per
             coordinate, on the same pairs as ``mi`` (``mi`` stays the reference's raw estimate, so
             both can be compared on one run; Fig. 5's codes and data are on different scales).
         consistency: also report ``consistency_x`` and ``consistency_z``
@@ -120,6 +120,9 @@ class EvalConfig:
                 raise ConfigError(f"eval.{name}={k} must be at most eval.max_points="
                                   f"{self.max_points}: the k-NN classifier is fit on that many "
                                   "training codes")
+        if self.consistency and self.max_points < 2:
+            raise ConfigError(f"eval.consistency compares samples of eval.max_points="
+                              f"{self.max_points} points per side: it needs at least 2")
         if self.knn_latent not in ("sample", "mean"):
             raise ConfigError(f"eval.knn_latent must be 'sample' or 'mean', got {self.knn_latent!r}")
         if self.threads is not None:
@@ -164,8 +167,9 @@ def evaluate(
         options: :class:`EvalConfig` fields overriding ``config`` (``evaluate(model, x, mi=False)``).
 
     Returns a dict with ``mi`` (KSG nats; skipped with ``mi=False``, e.g. for images, where the paper
-    does not estimate it), ``mi_rank`` (with ``mi_rank=True``: KSG on ranks, the same pairs), ``mi_std``
-    (with ``mi_standardized=True``: KSG on standardised coordinates, the same pairs),
+    does not estimate it), ``mi_rank`` (with ``mi_rank=True``: KSG on ranks, the same pairs),
+    ``mi_standardized`` (with ``mi_standardized=True``: KSG on standardised coordinates, the same
+    pairs),
     ``nll`` (IS nats, on the first ``nll_points`` test points),
     ``recon_error`` (the paper's reconstruction measure — its "RMSE" — the mean ‖x − x̃‖ with
     sampled z and x̃; see :func:`~torchmim.metrics.reconstruction_error`) and ``recon_rmse`` (the
@@ -196,6 +200,10 @@ def evaluate(
         x_test, y_test = data
     else:
         x_test = data
+    if cfg.consistency and getattr(getattr(model, "data_prior", None), "needs_model", False):
+        raise ConfigError("eval.consistency needs a learned data prior q(x) (model.data_prior, "
+                          "e.g. gmm): this model's q(x) is defined through its decoder, so "
+                          "consistency_x would compare the decoder's samples with themselves")
     threads = resolve_threads(cfg.threads, model, where="eval.threads")
     with torch_threads(threads):
         return _evaluate(model, cfg, x_test, y_test, x_train, y_train, seed, progress)
@@ -219,7 +227,7 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
                                             seed=seed, rank=True)
         out["ksg_k"] = cfg.ksg_k
     if cfg.mi_standardized:
-        out["mi_std"] = mutual_information(model, xt, k=cfg.ksg_k, max_points=cfg.max_points,
+        out["mi_standardized"] = mutual_information(model, xt, k=cfg.ksg_k, max_points=cfg.max_points,
                                            seed=seed, standardize=True)
         out["ksg_k"] = cfg.ksg_k
     if cfg.consistency:

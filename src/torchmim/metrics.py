@@ -31,6 +31,7 @@ from torch import Tensor
 from .errors import DataError
 from .layers import eval_mode
 from .models.latent_variable_model import LatentVariableModel
+from .networks import frozen_folds
 from .threads import available_cores, torch_threads
 
 __all__ = [
@@ -65,7 +66,7 @@ def _as_2d_array(a: Any, name: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        arr = arr.reshape(arr.shape[0], -1)
+        arr = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))
     if arr.shape[1] == 0:
         raise DataError(f"{name} has samples of no coordinates (shape {arr.shape})")
     if not np.isfinite(arr).all():
@@ -404,8 +405,9 @@ def importance_sampled_nll(
         batches = tqdm(batches, desc=f"NLL (S={num_samples})", unit="batch", leave=False)
     # inference mode (not only no_grad): no version counters or autograd metadata on the S·N
     # decoder activations; p(z) is built once for all batches (a VampPrior encodes its K
-    # pseudo-inputs to build it)
-    with eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device):
+    # pseudo-inputs to build it); a tanh MLP folds its weights once for all the decoder blocks
+    with (eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device),
+          frozen_folds(model)):
         pz = model.prior()
         for b in batches:
             total += float(model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs,
@@ -448,6 +450,9 @@ def energy_distance(a: Any, b: Any, *, block: int = 2048) -> float:
     ``block × n``), so a few thousand points per side take well under a second.
     """
     xa, xb = _as_2d_array(a, "a"), _as_2d_array(b, "b")
+    if len(xa) == 0 or len(xb) == 0:
+        raise DataError(f"energy_distance needs samples on both sides, got {len(xa)} and "
+                        f"{len(xb)} rows")
     if xa.shape[1] != xb.shape[1]:
         raise DataError(f"energy_distance: the samples have {xa.shape[1]} and {xb.shape[1]} "
                         "coordinates; they must have the same")
@@ -477,21 +482,25 @@ def prior_consistency(model: LatentVariableModel, n: int = 5000, *,
     Both are zero in the limit of a consistent joint, q(x)q(z|x) = p(z)p(x|z), and grow as the
     two factorisations drift apart; :func:`energy_distance` on ``n`` samples per side (a sample
     estimate: it is not exactly zero for two independent samples of one distribution, and shrinks
-    like 1/√n). Needs a data prior q(x) that can be sampled.
+    like 1/√n). Needs a learned data prior q(x) that can be sampled (not the marginal of Eq. 16,
+    whose samples are the decoder's by construction).
     """
     n = _check_count(n, "n", low=2)
+    if getattr(getattr(model, "data_prior", None), "needs_model", False):
+        raise DataError("prior_consistency needs a learned data prior q(x): this model's q(x) is "
+                        "defined through its decoder (e.g. the marginal of Eq. 16), so its samples "
+                        "are decoded samples of p(z) and consistency_x would measure nothing")
     qx = model.data_distribution()
-    try:
-        with torch.no_grad(), eval_mode(model), _seeded(seed, next(model.parameters()).device):
+    with torch.no_grad(), eval_mode(model), _seeded(seed, next(model.parameters()).device):
+        try:
             x_q = qx.sample((n,))
-            pz = model.latent_prior()
-            z_p = pz.sample((n,))
-            x_dec = model.decode(pz.sample((n,)), sample=True)
-            z_enc = model.encode(x_q, sample=True)
-    except NotImplementedError as e:
-        raise DataError(f"prior_consistency: the model's data prior q(x) "
-                        f"({type(qx).__name__}) cannot be sampled; consistency needs a learned "
-                        "data prior") from e
+        except NotImplementedError as e:
+            raise DataError(f"prior_consistency: the model's data prior q(x) "
+                            f"({type(qx).__name__}) cannot be sampled") from e
+        pz = model.latent_prior()
+        z_p = pz.sample((n,))
+        x_dec = model.decode(pz.sample((n,)), sample=True)
+        z_enc = model.encode(x_q, sample=True)
     flat = (lambda t: t.reshape(t.shape[0], -1).double().cpu().numpy())
     return {"consistency_x": energy_distance(flat(x_q), flat(x_dec)),
             "consistency_z": energy_distance(flat(z_p), flat(z_enc))}

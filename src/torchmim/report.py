@@ -27,7 +27,11 @@ from .errors import ConfigError
 
 __all__ = ["build_report", "claims"]
 
-_METRIC_NAMES = {"mi": "MI (nats) ↑", "mi_rank": "MI, KSG on ranks (nats) ↑", "nll": "NLL (nats) ↓", "recon_rmse": "recon. error ↓",
+_METRIC_NAMES = {"mi": "MI (nats) ↑", "mi_rank": "MI, KSG on ranks (nats) ↑",
+                 "mi_standardized": "MI, KSG on standardised x, z (nats) ↑",
+                 "consistency_x": "consistency in x (energy distance) ↓",
+                 "consistency_z": "consistency in z (energy distance) ↓",
+                 "nll": "NLL (nats) ↓", "recon_rmse": "recon. error ↓",
                  "knn_acc": "5-NN acc. ↑", "knn_acc_k1": "1-NN acc. ↑", "knn_acc_k3": "3-NN acc. ↑",
                  "knn_acc_k10": "10-NN acc. ↑", "recon_error": "recon. error ↓",
                  "recon_mean_rmse": "recon. RMSE (means) ↓"}

@@ -72,7 +72,7 @@ def _curves(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cells: S
     if spec.x is None:
         raise ConfigError(f"sweep {spec.name}: a 'curves' figure needs the spec's x")
     by = [k for k in spec.grid if k != "seed"]
-    summary = aggregate(rows, by, spec.metrics)
+    summary = aggregate(rows, by, list(dict.fromkeys([*spec.metrics, *(metrics or [])])))
     return plot_metric_curves(summary, x=spec.x, group=spec.group, metrics=metrics or spec.metrics,
                               x_label=spec.x_label, title=title or spec.name,
                               caption=_caption(rows), log_x=log_x)

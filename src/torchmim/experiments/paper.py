@@ -90,7 +90,13 @@ def fig5() -> SweepSpec:
                            "set": {"train.epochs": 10, "data.n_train": 10000, "data.n_test": 5000,
                        "eval.max_points": 5000, "eval.nll_samples": 100}}},
         x="model.z_dim", x_label="latent dimension",
-        figures=[FigureSpec("curves", "fig5.png", {"title": "Fig. 5 — Fashion-MNIST, PCA to 20D"})],
+        metrics=["mi", "mi_standardized", "mi_rank", "nll", "recon_rmse", "knn_acc"],
+        figures=[FigureSpec("curves", "fig5.png", {"title": "Fig. 5 — Fashion-MNIST, PCA to 20D",
+                                                   "metrics": ["mi", "nll", "recon_rmse",
+                                                               "knn_acc"]}),
+                 FigureSpec("curves", "fig5-mi.png", {
+                     "title": "Fig. 5 — three KSG estimates of I(x; z) on the same pairs",
+                     "metrics": ["mi", "mi_standardized", "mi_rank"]})],
     )
 
 
@@ -141,6 +147,7 @@ ONE_D_BASE: dict[str, Any] = {
 ONE_D_SEEDS = list(range(5))
 #: The 1-D claims: the first model of ``compare`` is the more consistent one.
 ONE_D_CLAIMS = {"consistency_x": "lower", "consistency_z": "lower"}
+ONE_D_METRICS = ["mi", "nll", "recon_rmse", "knn_acc", "consistency_x", "consistency_z"]
 ONE_D_QUICK = {"train.epochs": 15, "data.n_train": 4000, "data.n_val": 2000, "data.n_test": 2000,
                "eval.max_points": 2000, "eval.nll_samples": 50}
 
@@ -163,6 +170,7 @@ def appendix_d2() -> SweepSpec:
         base=ONE_D_BASE,
         grid={"objective.name": ["ce", "mim"], "seed": ONE_D_SEEDS},
         compare=["mim", "ce"], claims=dict(ONE_D_CLAIMS),
+        metrics=list(ONE_D_METRICS),
         presets={"quick": {"grid": {"seed": [0]}, "set": dict(ONE_D_QUICK)}},
         figures=[FigureSpec("consistency_1d", "fig13.png", {
             "columns": _columns("objective.name", [("ce", "CE"), ("mim", "MIM")],
@@ -191,6 +199,7 @@ def appendix_d3() -> SweepSpec:
         base=ONE_D_BASE,
         grid={"priors": PRIOR_VARIANTS, "seed": ONE_D_SEEDS},
         compare=["learned GMM", "fixed N(0,1)"], claims=dict(ONE_D_CLAIMS),
+        metrics=list(ONE_D_METRICS),
         presets={"quick": {"grid": {"seed": [0]}, "set": dict(ONE_D_QUICK)}},
         group="priors",
         figures=[FigureSpec("consistency_1d", "fig14.png", {
@@ -221,6 +230,7 @@ def appendix_d4(init_epochs: int = 100) -> SweepSpec:
         base={**ONE_D_BASE, "init": {"epochs": init_epochs}},
         grid={"order": orders, "seed": ONE_D_SEEDS},
         compare=["CE→MIM", "MIM→CE"], claims=dict(ONE_D_CLAIMS),
+        metrics=list(ONE_D_METRICS),
         presets={"quick": {"grid": {"seed": [0]},
                            "set": {**ONE_D_QUICK, "init.epochs": 10}}},
         group="order",

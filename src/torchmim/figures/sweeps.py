@@ -16,6 +16,10 @@ __all__ = ["METRIC_TITLES", "plot_metric_curves", "series"]
 
 METRIC_TITLES = {
     "mi": "mutual information (KSG, nats) ↑",
+    "mi_standardized": "MI, KSG on standardised x, z ↑",
+    "mi_rank": "MI, KSG on ranks of x, z ↑",
+    "consistency_x": "consistency in x (energy dist.) ↓",
+    "consistency_z": "consistency in z (energy dist.) ↓",
     "nll": "test NLL (nats) ↓",
     # the paper's "RMSE" is a mean norm with sampled reconstructions; recon_rmse is its old key
     "recon_rmse": "reconstruction error, mean ‖x − x̃‖ ↓",
@@ -56,11 +60,23 @@ def plot_metric_curves(
     """One panel per metric: mean ± 1 std over seeds against ``x``, one line per ``group`` value."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for g, (xs, mean, std) in series(summary, group, x, metric).items():
+        curves = series(summary, group, x, metric)
+        means = np.concatenate([m for _, m, _ in curves.values()]) if curves else np.array([])
+        means = means[np.isfinite(means)]
+        # values over many decades (a diverging run next to converged ones, Fig. 12's MIM − H) are
+        # flat lines on a linear axis: a log axis when all means are positive, span > 3 decades and
+        # reach 1e3 (so MI near zero, a collapse, stays on a linear axis)
+        log_y = (means.size > 0 and means.min() > 0 and means.max() > 1e3
+                 and means.max() / means.min() > 1e3)
+        for g, (xs, mean, std) in curves.items():
             color = objective_color(str(g))
             ax.plot(xs, mean, "-o", color=color, ms=3, lw=1.4, label=objective_label(str(g)))
-            ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2, lw=0)
-        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=9.5)
+            low = np.where(mean - std > 0, mean - std, mean / 10) if log_y else mean - std
+            ax.fill_between(xs, low, mean + std, color=color, alpha=0.2, lw=0)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_title(METRIC_TITLES.get(metric, metric) + (" (log)" if log_y else ""),
+                     fontsize=9.5)
         ax.set_xlabel(x_label or x)
         if log_x:
             ax.set_xscale("log")
