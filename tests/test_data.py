@@ -72,3 +72,28 @@ def test_user_mixtures_are_validated():
         tm.RunConfig.from_dict({"data": {"name": "gmm", "means": [[0, 0]], "std": [0.1, 0.2, 0.3]}})
     with pytest.raises(tm.ConfigError, match="positive"):
         tm.RunConfig.from_dict({"data": {"name": "gmm", "means": [[0, 0]], "std": -1}})
+
+
+def test_a_standardised_mixture_has_exact_unit_moments_and_the_same_labels():
+    # catches: the moments of a mixture computed without the between-component spread (Σ w μ²),
+    # or standardised draws that are not the same draws rescaled
+    import numpy as np
+
+    from torchmim.data.toy import GMM20DConfig, paper_20d_mixture
+
+    mix = paper_20d_mixture()
+    mean, std = mix.moments()
+    x, _ = mix.sample(200_000, seed=0)
+    np.testing.assert_allclose(mean, x.double().mean(0).numpy(), atol=0.3)
+    np.testing.assert_allclose(std, x.double().std(0).numpy(), rtol=0.01)
+    z = mix.standardized()
+    zm, zs = z.moments()
+    np.testing.assert_allclose(zm, 0.0, atol=1e-12)
+    np.testing.assert_allclose(zs, 1.0, rtol=1e-12)
+    xs, ys = z.sample(1000, seed=3)
+    x0, y0 = mix.sample(1000, seed=3)
+    assert ys.equal(y0)
+    np.testing.assert_allclose(xs.numpy(), ((x0.double().numpy() - mean) / std), rtol=1e-5, atol=1e-5)
+    splits = GMM20DConfig(standardize=True, n_train=50, n_val=50, n_test=50).load(seed=0)
+    assert "standardised" in splits.description
+    assert float(splits.test[0].abs().max()) < 6  # not ±50

@@ -94,7 +94,7 @@ def _toy_panels(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
         words += [f"{k.split('.')[-1]} {cell.params[k]}" for k in (title_keys or []) if k in cell.params]
         panels.append({"model": _load(out, cell), "objective": str(cell.params.get(spec.group, "")),
                        "title": ", ".join(words), "metrics": done[cell.id]})
-    return plot_toy_comparison(panels, data.mixture(), splits.test[0])
+    return plot_toy_comparison(panels, data.data_mixture(), splits.test[0])
 
 
 @SWEEP_FIGURES.register("consistency_1d")
@@ -113,7 +113,7 @@ def _consistency(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cel
     if not cols:
         raise FigureSkipped(f"sweep {spec.name}: no finished cell for the consistency figure")
     data = cells[0].config.data
-    return plot_consistency_1d(cols, data.mixture(), x_range=tuple(x_range or (-4, 4)),
+    return plot_consistency_1d(cols, data.data_mixture(), x_range=tuple(x_range or (-4, 4)),
                                z_range=tuple(z_range or (-4, 4)))
 
 
