@@ -91,9 +91,12 @@ def fig5() -> SweepSpec:
                        "eval.max_points": 5000, "eval.nll_samples": 100}}},
         x="model.z_dim", x_label="latent dimension",
         metrics=["mi", "mi_standardized", "mi_rank", "nll", "recon_rmse", "knn_acc"],
+        # the MI panel shows KSG on standardised coordinates: raw KSG's max-norm measures the
+        # scale of MIM's tight codes against the principal components' spread here, and the
+        # scale-free rank estimate agrees with the standardised one (docs/experiments.md, Fig. 5)
         figures=[FigureSpec("curves", "fig5.png", {"title": "Fig. 5 — Fashion-MNIST, PCA to 20D",
-                                                   "metrics": ["mi", "nll", "recon_rmse",
-                                                               "knn_acc"]}),
+                                                   "metrics": ["mi_standardized", "nll",
+                                                               "recon_rmse", "knn_acc"]}),
                  FigureSpec("curves", "fig5-mi.png", {
                      "title": "Fig. 5 — three KSG estimates of I(x; z) on the same pairs",
                      "metrics": ["mi", "mi_standardized", "mi_rank"]})],
