@@ -23,6 +23,7 @@ from .errors import ConfigError, DataError
 from .metrics import (
     active_units,
     embed,
+    has_learned_data_prior,
     importance_sampled_nll,
     knn_accuracy,
     ksg_mutual_information,
@@ -201,7 +202,7 @@ def evaluate(
         x_test, y_test = data
     else:
         x_test = data
-    if cfg.consistency and getattr(getattr(model, "data_prior", None), "needs_model", False):
+    if cfg.consistency and not has_learned_data_prior(model):
         raise ConfigError("eval.consistency needs a learned data prior q(x) (model.data_prior, "
                           "e.g. gmm): this model's q(x) is defined through its decoder, so "
                           "consistency_x would compare the decoder's samples with themselves")

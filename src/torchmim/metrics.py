@@ -38,6 +38,7 @@ __all__ = [
     "active_units",
     "embed",
     "energy_distance",
+    "has_learned_data_prior",
     "importance_sampled_nll",
     "knn_accuracy",
     "ksg_method",
@@ -470,6 +471,12 @@ def energy_distance(a: Any, b: Any, *, block: int = 2048) -> float:
     return math.sqrt(max(d2, 0.0))  # rounding can leave -1e-17 for equal samples
 
 
+def has_learned_data_prior(model: LatentVariableModel) -> bool:
+    """Whether q(x) is a density of its own, not one defined through the model's decoder (the
+    marginal of Eq. 16, whose samples are decoded samples of p(z)): what consistency needs."""
+    return not getattr(getattr(model, "data_prior", None), "needs_model", False)
+
+
 def prior_consistency(model: LatentVariableModel, n: int = 5000, *,
                       seed: int | None = 0) -> dict[str, float]:
     """How far the model is from consistent (Appendix D.2–D.4): energy distances between
@@ -486,7 +493,7 @@ def prior_consistency(model: LatentVariableModel, n: int = 5000, *,
     whose samples are the decoder's by construction).
     """
     n = _check_count(n, "n", low=2)
-    if getattr(getattr(model, "data_prior", None), "needs_model", False):
+    if not has_learned_data_prior(model):
         raise DataError("prior_consistency needs a learned data prior q(x): this model's q(x) is "
                         "defined through its decoder (e.g. the marginal of Eq. 16), so its samples "
                         "are decoded samples of p(z) and consistency_x would measure nothing")
