@@ -207,6 +207,8 @@ def test_every_experiment_runs_in_quick_mode(name, tmp_path, request):
     for fig in spec.figures:
         if fig.file in state["skipped_figures"]:
             assert "no finished cell" in state["skipped_figures"][fig.file]
+        elif fig.kind == "test_point_claims":  # the image tables' claims over test images
+            assert "Claims paired over test images" in (tmp_path / fig.file).read_text()
         elif fig.file.endswith(".md"):
             assert "| Fashion-MNIST (torchmim) |" in (tmp_path / fig.file).read_text()
         else:

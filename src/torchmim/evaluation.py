@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,12 +21,12 @@ from torch import Tensor
 
 from .data.base import DataSplits
 from .errors import ConfigError, DataError
-from .metrics import (
+from .metrics import (  # _importance_sampled_nll: one NLL pass gives the mean and the points
+    _importance_sampled_nll,
     active_units,
     embed,
     has_learned_data_prior,
-    importance_sampled_nll,
-    knn_accuracy,
+    knn_correct,
     ksg_mutual_information,
     ksg_rank_mutual_information,
     posterior_variance,
@@ -36,10 +37,13 @@ from .metrics import (
 from .models.latent_variable_model import LatentVariableModel
 from .threads import resolve_threads, torch_threads
 
-__all__ = ["DEFAULT_NLL_SAMPLES", "EvalConfig", "default_nll_samples", "evaluate"]
+__all__ = ["DEFAULT_NLL_SAMPLES", "POINTS_FILE", "EvalConfig", "default_nll_samples", "evaluate",
+           "evaluate_points", "read_points", "write_points"]
 
 #: Importance samples per test point when neither the config nor the model says (Section 6.2).
 DEFAULT_NLL_SAMPLES = 1000
+#: The per-test-point values of a run (``eval.save_points``), in its run folder.
+POINTS_FILE = "points.npz"
 
 
 @dataclass
@@ -81,6 +85,10 @@ class EvalConfig:
             ``n_train``.
         threads: torch CPU threads while evaluating (restored afterwards); ``None``: the default of
             :mod:`torchmim.threads` (one thread for small models).
+        save_points: a run also writes the per-test-point values behind ``nll`` and the k-NN
+            accuracies to ``points.npz`` in its folder (see :func:`evaluate_points`), so that two
+            runs evaluated on the same test points can be compared point by point
+            (:func:`torchmim.experiments.statistics.compare_points`). Changes no metric.
     """
 
     max_points: int = 10_000
@@ -100,6 +108,7 @@ class EvalConfig:
     knn_latent: Literal["sample", "mean"] = "sample"
     knn_train_points: int | None = None
     threads: int | None = None
+    save_points: bool = False
 
     def __post_init__(self) -> None:
         """Every option checked when the config is read (types, ranges, k below the number of
@@ -153,6 +162,24 @@ def evaluate(
     progress: bool = False,
     **options: Any,
 ) -> dict[str, float]:
+    """The paper's four measures and the collapse diagnostics (the first item of
+    :func:`evaluate_points`, which see for the arguments and the values returned)."""
+    return evaluate_points(model, data, config, y_test=y_test, x_train=x_train, y_train=y_train,
+                           seed=seed, progress=progress, **options)[0]
+
+
+def evaluate_points(
+    model: LatentVariableModel,
+    data: DataSplits | Any,
+    config: EvalConfig | Any = None,
+    *,
+    y_test: Any = None,
+    x_train: Any = None,
+    y_train: Any = None,
+    seed: int = 0,
+    progress: bool = False,
+    **options: Any,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The paper's four measures and the collapse diagnostics, with N, k and S reported.
 
     Args:
@@ -181,6 +208,17 @@ def evaluate(
     every ``extra_knn_k``, ``posterior_var`` (mean over dimensions), ``active_units``, and
     ``n_test``, ``n_train``, ``ksg_k``, ``knn_k``, ``nll_samples``, ``nll_points``,
     ``recon_points``.
+
+    Returns ``(metrics, points)``: ``metrics`` the dict above (:func:`evaluate` returns it alone)
+    and ``points`` the per-test-point values behind it, from the same computation (no second
+    pass, the same draws): ``test_index`` (int64, ``0 … n_test − 1``: the test points measured,
+    the first ``n_test`` of the test split, in order), ``nll`` (float64, the NLL of each of the
+    first ``nll_points`` of them; its mean is ``metrics["nll"]`` up to float32 rounding) and, with
+    labels, ``knn_correct_k<k>`` (bool, one per test point: the k-NN classifier predicted its
+    label) for ``knn_k`` and every ``extra_knn_k`` (the mean of ``knn_correct_k<knn_k>`` is
+    ``knn_acc``) and ``knn_k`` (a 0-d int64 array). Two models evaluated on the same test split
+    have the same points in the same order, so these pair over test points — a comparison of them
+    measures test-sample noise, not the spread over training seeds.
     """
     if config is not None and not isinstance(config, EvalConfig):
         if y_test is not None:
@@ -212,7 +250,8 @@ def evaluate(
 
 
 def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: Any, x_train: Any,
-              y_train: Any, seed: int, progress: bool) -> dict[str, float]:
+              y_train: Any, seed: int, progress: bool
+              ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     nll_samples = cfg.nll_samples if cfg.nll_samples is not None else default_nll_samples(model)
     xt = model.prepare_x(x_test, "x_test")[: cfg.max_points]
     x_nll = xt if cfg.nll_points is None else xt[: cfg.nll_points]
@@ -233,9 +272,14 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
     if cfg.consistency:
         out.update(prior_consistency(model, cfg.max_points, seed=seed + 3))
     recon_error = reconstruction_error(model, x_rec, seed=seed)
+    nll, nll_points = _importance_sampled_nll(model, x_nll, nll_samples,
+                                              batch_size=cfg.nll_batch_size,
+                                              max_pairs=cfg.nll_max_pairs, seed=seed,
+                                              progress=progress)
+    points: dict[str, np.ndarray] = {"test_index": np.arange(xt.shape[0], dtype=np.int64),
+                                     "nll": nll_points}
     out.update({
-        "nll": importance_sampled_nll(model, x_nll, nll_samples, batch_size=cfg.nll_batch_size,
-                                      max_pairs=cfg.nll_max_pairs, seed=seed, progress=progress),
+        "nll": nll,
         "recon_rmse": recon_error,  # the name of results written before recon_error existed
         "recon_error": recon_error,
         "recon_mean_rmse": reconstruction_rmse(model, x_rec, sample=False, seed=seed),
@@ -254,12 +298,44 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
         z_test = embed(model, xt, sample=sample, seed=seed + 2)
         y_test_arr = _labels(y_test, cfg.max_points)
         y_train_arr = _labels(y_train, xtr.shape[0])
-        out["knn_acc"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=cfg.knn_k)
-        for k in cfg.extra_knn_k:
-            out[f"knn_acc_k{k}"] = knn_accuracy(z_train, y_train_arr, z_test, y_test_arr, k=k)
+        for k in dict.fromkeys([cfg.knn_k, *cfg.extra_knn_k]):  # each k fit once
+            correct = knn_correct(z_train, y_train_arr, z_test, y_test_arr, k=k)
+            points[f"knn_correct_k{k}"] = correct
+            accuracy = float(correct.mean())  # = knn_accuracy(...), without a second fit
+            if k == cfg.knn_k:
+                out["knn_acc"] = accuracy
+            if k in cfg.extra_knn_k:
+                out[f"knn_acc_k{k}"] = accuracy
+        points["knn_k"] = np.asarray(cfg.knn_k, dtype=np.int64)
         out["n_train"] = int(xtr.shape[0])
         out["knn_k"] = cfg.knn_k
     if not all(math.isfinite(v) for v in out.values()):
         bad = [k for k, v in out.items() if not math.isfinite(v)]
         raise DataError(f"evaluation produced non-finite values for {bad}")
-    return out
+    return out, points
+
+
+def write_points(path: str | Path, points: dict[str, np.ndarray]) -> None:
+    """Write the ``points`` of :func:`evaluate_points` to ``path`` (``points.npz``) atomically:
+    a reader or a crash sees the old file or the new one, never a part."""
+    import io
+
+    from .io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **points)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_points(path: str | Path) -> dict[str, np.ndarray]:
+    """The per-test-point values :func:`write_points` wrote (a one-line
+    :class:`~torchmim.errors.DataError` for a missing or unreadable file)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            points = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read the test points {path}: {e}") from None
+    if "nll" not in points or "test_index" not in points:
+        raise DataError(f"{path} is not a points file of torchmim's evaluation (no nll/test_index)")
+    return points

@@ -28,7 +28,7 @@ from scipy.spatial.distance import cdist
 from scipy.special import digamma
 from torch import Tensor
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .layers import eval_mode
 from .models.latent_variable_model import LatentVariableModel
 from .networks import frozen_folds
@@ -41,6 +41,7 @@ __all__ = [
     "has_learned_data_prior",
     "importance_sampled_nll",
     "knn_accuracy",
+    "knn_correct",
     "ksg_method",
     "ksg_mutual_information",
     "ksg_rank_mutual_information",
@@ -382,7 +383,8 @@ def importance_sampled_nll(
     max_pairs: int = 65536,
     seed: int | None = 0,
     progress: bool = False,
-) -> float:
+    reduction: str = "mean",
+) -> float | np.ndarray:
     """Test negative log-likelihood in nats of x under the model's marginal p(x) = ∫ p(x|z) p(z) dz:
 
         NLL = −mean_x [ logsumexp_s (log p(x|z_s) + log p(z_s) − log q(z_s|x)) − log S ],  z_s ∼ q(z|x).
@@ -392,13 +394,30 @@ def importance_sampled_nll(
     :meth:`~torchmim.models.LatentVariableModel.log_marginal_likelihood`); no Python loop over
     points or samples. The encoder runs once per test point and p(z) once per call. With the same
     ``seed``, ``batch_size`` and ``max_pairs`` the draws are those of torchmim 0.1's implementation.
-    Returns the NLL (positive), not the log-likelihood.
+    Returns the NLL (positive), not the log-likelihood: with ``reduction="mean"`` (the default) its
+    mean over the points (a float); with ``reduction="none"`` the NLL of each point, in order (a
+    float64 array; the same draws, so its mean equals the ``"mean"`` value up to float32 rounding of
+    the per-batch sums).
     """
+    if reduction not in ("mean", "none"):
+        raise ConfigError(f"importance_sampled_nll: reduction must be 'mean' or 'none', got "
+                          f"{reduction!r}")
+    mean, points = _importance_sampled_nll(model, x, num_samples, batch_size=batch_size,
+                                           max_pairs=max_pairs, seed=seed, progress=progress)
+    return mean if reduction == "mean" else points
+
+
+def _importance_sampled_nll(model: LatentVariableModel, x: Any, num_samples: int, *,
+                            batch_size: int, max_pairs: int, seed: int | None,
+                            progress: bool) -> tuple[float, np.ndarray]:
+    """One pass of :func:`importance_sampled_nll`: the mean NLL (the arithmetic of torchmim 0.1:
+    float per-batch sums) and the per-point NLL (float64) of the same draws."""
     num_samples = _check_count(num_samples, "num_samples")
     batch_size = _check_count(batch_size, "batch_size")
     max_pairs = _check_count(max_pairs, "max_pairs")
     xt = _model_input(model, x)
     total = 0.0
+    per_point: list[np.ndarray] = []
     batches = list(_batches(xt, batch_size))
     if progress:
         from tqdm.auto import tqdm
@@ -411,9 +430,11 @@ def importance_sampled_nll(
           frozen_folds(model)):
         pz = model.prior()
         for b in batches:
-            total += float(model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs,
-                                                         pz=pz).sum())
-    return -total / xt.shape[0]
+            log_px = model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs, pz=pz)
+            total += float(log_px.sum())
+            per_point.append(-log_px.detach().cpu().double().numpy())
+    points = np.concatenate(per_point) if per_point else np.zeros(0, dtype=np.float64)
+    return -total / xt.shape[0], points
 
 
 # ---------------------------------------------------------------------------- reconstruction
@@ -530,9 +551,11 @@ def reconstruction_rmse(
 
 
 # ---------------------------------------------------------------------------- representation
-def knn_accuracy(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 5) -> float:
-    """Accuracy of a k-nearest-neighbour classifier (scikit-learn) fit on (z_train, y_train) and
-    scored on (z_test, y_test); the paper's auxiliary task (k = 5)."""
+def knn_correct(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 5) -> np.ndarray:
+    """Per test code, whether a k-nearest-neighbour classifier (scikit-learn) fit on
+    (z_train, y_train) predicts its label y_test: a bool array, one entry per test code, in order.
+    Its mean is :func:`knn_accuracy`; paired over the same test points it compares two models
+    (:func:`torchmim.experiments.statistics.compare_points`)."""
     from sklearn.neighbors import KNeighborsClassifier
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
@@ -554,7 +577,14 @@ def knn_accuracy(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 
     # (OpenMP-parallel distance blocks; the KD-tree is 7-10× slower at d = 80, the ball tree worse),
     # and n_jobs=-1 gained nothing. Every algorithm gave the same predictions on that data.
     clf = KNeighborsClassifier(n_neighbors=k, algorithm="auto")
-    return float(clf.fit(zt, yt).score(zs, ys))
+    return np.asarray(clf.fit(zt, yt).predict(zs) == ys, dtype=bool)
+
+
+def knn_accuracy(z_train: Any, y_train: Any, z_test: Any, y_test: Any, k: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier (scikit-learn) fit on (z_train, y_train) and
+    scored on (z_test, y_test); the paper's auxiliary task (k = 5). The mean of
+    :func:`knn_correct` (scikit-learn's ``score`` is the same mean)."""
+    return float(knn_correct(z_train, y_train, z_test, y_test, k=k).mean())
 
 
 def posterior_variance(model: LatentVariableModel, x: Any, *, batch_size: int = 4096) -> Tensor:

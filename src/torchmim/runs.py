@@ -40,7 +40,14 @@ from .data.base import DataConfig, DataSplits
 from .data.toy import GMM2DConfig
 from .environment import environment_info
 from .errors import CheckpointError, ConfigError, TorchMIMError
-from .evaluation import EvalConfig, default_nll_samples, evaluate
+from .evaluation import (
+    POINTS_FILE,
+    EvalConfig,
+    default_nll_samples,
+    evaluate,
+    evaluate_points,
+    write_points,
+)
 from .io import (
     atomic_write_json,
     atomic_write_text,
@@ -71,8 +78,8 @@ __all__ = ["RESUME_SAFE_KEYS", "RUN_FILES", "RUN_FOLDERS", "EvalConfig", "InitCo
 
 #: The files of a run folder (``init/`` holds the first stage's checkpoint and model).
 RUN_FILES = ("config.yaml", "environment.json", "checkpoint.pt", "history.csv", "model.pt",
-             "metrics.json", "resume_log.json", "traceback.txt", "init/checkpoint.pt",
-             "init/model.pt")
+             "metrics.json", "points.npz", "resume_log.json", "traceback.txt",
+             "init/checkpoint.pt", "init/model.pt")
 #: The folders the library writes into a run folder, all derived from the run's model: TensorBoard
 #: scalars, and the default outputs of ``torchmim latent`` and ``torchmim export``. A fresh start
 #: (``--overwrite``) deletes them with :data:`RUN_FILES`, so none describes an older model.
@@ -80,7 +87,8 @@ RUN_FOLDERS = ("tensorboard", "latent", "export-onnx", "export-torchscript", "ex
 #: The config keys a resume may change (dotted; a trailing dot: the whole section): they say how
 #: long, where, how fast or how visibly the run goes on, never what its epochs compute. The epoch
 #: budget may grow, not fall below the epochs already trained. Any other change is refused.
-RESUME_SAFE_KEYS = tuple(f"train.{k}" for k in RESUME_SAFE_TRAIN_KEYS) + ("eval.threads", "log.")
+RESUME_SAFE_KEYS = tuple(f"train.{k}" for k in RESUME_SAFE_TRAIN_KEYS) + (
+    "eval.threads", "eval.save_points", "log.")
 
 
 @dataclass
@@ -380,10 +388,12 @@ def _finish_run(config: RunConfig, model: LatentVariableModel, data: DataSplits,
     trained ``model`` (its best state) gets ``data.transform``, is evaluated on the test split
     under the seed derived for "eval", and its metrics (the measures, the epochs, the selected
     epoch and its validation loss, the training time and the data's facts) are returned and,
-    with ``out``, written with the model (``model.pt``, ``metrics.json``)."""
+    with ``out``, written with the model (``model.pt``, ``metrics.json``, and with
+    ``eval.save_points`` the per-test-point values ``points.npz`` of the same evaluation)."""
     model.data_transform = data.transform  # saved with the model (e.g. a standardisation)
     start = time.perf_counter()
-    metrics = evaluate(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
+    metrics, points = evaluate_points(model, data, config.eval,
+                                      seed=derive_seed(config.seed, "eval"))
     metrics.update({
         "eval_seconds": time.perf_counter() - start,
         "epochs": epoch,
@@ -395,5 +405,7 @@ def _finish_run(config: RunConfig, model: LatentVariableModel, data: DataSplits,
     metrics.update({f"data.{k}": v for k, v in data.info.items()})
     if out is not None:
         save_model(model, out / "model.pt")
+        if config.eval.save_points:  # before metrics.json: a finished run has both
+            write_points(out / POINTS_FILE, points)
         atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -2,7 +2,9 @@
 
 Grid: {Fashion-MNIST, MNIST, Omniglot} × {convHVAE, PixelHVAE} × {standard, VampPrior} prior ×
 {MIM (A-MIM for PixelHVAE, Section 5.3), VAE} × seeds; both tables come from the same runs (Table 1:
-test NLL, Table 2: 5-NN accuracy).
+test NLL, Table 2: 5-NN accuracy). Every cell saves its per-test-image values (``points.npz``), and
+``claims_test_points.md`` compares MIM (A-MIM) with VAE image by image — the statistics available
+with one seed (test-sample noise, not seed noise; :func:`test_point_claims`).
 
 The default is the full-scale protocol of the reference set-up (``specs/image-architectures.md``):
 Adam with per-parameter L2-normalised gradients, learning rate 5e-4, batch 100, β warm-up over 100
@@ -25,8 +27,9 @@ from typing import Any
 from .aggregate import aggregate
 from .figures import SWEEP_FIGURES, FigureSkipped, _load, select_cells
 from .spec import Cell, FigureSpec, SweepSpec
+from .statistics import compare_points
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "image_tables"]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "image_tables", "test_point_claims"]
 
 # n_train_eval None: the k-NN of Table 2 is fit on the whole training split, as the reference
 # (eval.knn_train_points defaults to all of it); the cpu and quick presets set smaller splits.
@@ -85,7 +88,7 @@ def image_tables() -> SweepSpec:
                         "epochs": 2000},
               "eval": {"mi": False, "nll_samples": 5000, "extra_knn_k": [1, 3, 10],
                        "max_points": 10000, "recon_points": 1000, "nll_batch_size": 20,
-                       "nll_max_pairs": 2000}},
+                       "nll_max_pairs": 2000, "save_points": True}},
         grid={"data": DATA, "model": ARCHS, "objective.name": ["mim", "amim", "vae"],
               "seed": list(range(10))},
         exclude=[{"model": CONV, "objective.name": "amim"},
@@ -121,6 +124,8 @@ def image_tables() -> SweepSpec:
         figures=[
             FigureSpec("paper_table", "table1.md", {"metric": "nll", "table": 1}),
             FigureSpec("paper_table", "table2.md", {"metric": "knn_acc", "table": 2}),
+            FigureSpec("test_point_claims", "claims_test_points.md",
+                       {"csv": "claims_test_points.csv"}),
             FigureSpec("image_rows", "reconstructions_convhvae_vp.png",
                        {"select": {"model": "convHVAE (VP)", "seed": 0}}),
             FigureSpec("image_rows", "reconstructions_convhvae_s.png",
@@ -180,6 +185,71 @@ def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
                   f"on {int(r.get('n_test', 0))} test codes. Paper: 10 trials, S = 5000, full test "
                   "sets, k-NN fit on the whole training split (50,000 images for MNIST and "
                   "Fashion-MNIST).", ""]
+    return "\n".join(lines)
+
+
+@SWEEP_FIGURES.register("test_point_claims")
+def test_point_claims(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]],
+                      cells: Sequence[Cell], csv: str | None = "claims_test_points.csv",
+                      claims: dict[str, str] | None = None, n_boot: int = 10_000,
+                      seed: int = 0) -> str:
+    """The tables' claims paired over **test images** (Markdown; with ``csv`` also that CSV,
+    written atomically beside it): for every setting (the grid values but the objective) with a
+    finished MIM (A-MIM for PixelHVAE) cell and a finished VAE cell that both saved their test
+    points (``points.npz``, ``eval.save_points``), one row per metric (NLL: paired t-test; 5-NN
+    accuracy: exact McNemar test) by :func:`~torchmim.experiments.statistics.compare_points`.
+    Settings where a side is missing or has no ``points.npz`` are listed as skipped. The noise
+    measured is the test sample's for the models trained, not the spread over training seeds."""
+    from ..evaluation import POINTS_FILE, read_points
+    from .statistics import points_markdown
+    from .tables import write_csv
+
+    group = spec.group
+    a_name, b_name = spec.compare
+    a_sides = {a_name, f"a{a_name}"}  # A-MIM is PixelHVAE's MIM (Section 5.3)
+    done = {r["cell"] for r in rows}
+    by = [k for k in spec.grid if k != group]
+    settings: dict[tuple, dict[str, Cell]] = {}
+    for cell in cells:
+        if cell.id not in done:
+            continue
+        side = cell.params.get(group)
+        key = "a" if side in a_sides else "b" if side == b_name else None
+        if key is not None:
+            settings.setdefault(tuple(cell.params.get(k) for k in by), {})[key] = cell
+    table: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for setting, pair in settings.items():
+        where = ", ".join(f"{k} {v}" for k, v in zip(by, setting))
+        missing = [c.id for c in pair.values() if not (out / "cells" / c.id / POINTS_FILE).is_file()]
+        if len(pair) < 2 or missing:
+            why = (f"no finished {'VAE' if 'a' in pair else 'MIM/A-MIM'} cell" if len(pair) < 2
+                   else f"no {POINTS_FILE} in {', '.join(missing)}")
+            skipped.append(f"{where}: {why}")
+            continue
+        a_points = read_points(out / "cells" / pair["a"].id / POINTS_FILE)
+        b_points = read_points(out / "cells" / pair["b"].id / POINTS_FILE)
+        for row in compare_points(a_points, b_points, claims=claims, seed=seed, n_boot=n_boot):
+            table.append({**dict(zip(by, setting)), "a": pair["a"].params.get(group),
+                          "b": pair["b"].params.get(group), **row})
+    if not table:
+        raise FigureSkipped(f"sweep {spec.name}: no finished cell pair with both objectives' "
+                            f"test points ({POINTS_FILE}); " + ("; ".join(skipped) or "none"))
+    if csv:
+        write_csv(out / csv, table, first=[*by, "metric", "claim"])
+    n_holds = sum(r["verdict"] == "holds" for r in table)
+    lines = [f"Claims paired over test images: {n_holds} of {len(table)} hold (MIM, A-MIM for "
+             "PixelHVAE, against VAE; NLL: paired t-test on the per-image NLL, 5-NN accuracy: "
+             "exact McNemar test on the images one model classifies correctly and the other not; "
+             "95% percentile-bootstrap interval of the mean difference over test images; a claim "
+             "holds when p < 0.05 and the interval lies on the claimed side of zero).", "",
+             "These compare the two trained models on the same test images: the noise they "
+             "measure is the test sample's, not the spread over training seeds — with one seed "
+             "they say whether a difference is larger than the test set can resolve, not whether "
+             "it would recur on retraining.", "",
+             points_markdown(table, by, (a_name, b_name))]
+    if skipped:
+        lines += ["Skipped (no pair of test points):", "", *(f"- {s}" for s in skipped), ""]
     return "\n".join(lines)
 
 

@@ -204,7 +204,7 @@ def _finished_metrics(cell: Cell, root: Path) -> dict[str, Any] | None:
             saved = RunConfig.from_file(config_file).to_dict()
         except TorchMIMError:  # unreadable: not finished; the cell's own run says why
             return None
-        if saved != cell.config.to_dict():
+        if _outcome(saved) != _outcome(cell.config.to_dict()):
             raise ConfigError(
                 f"{folder} holds a finished run with a different config than cell {cell.id} of "
                 "this sweep (another mode or grid?); use another --out folder or delete it")
@@ -226,6 +226,21 @@ class SweepResult:
         return not self.failures and len(self.rows) == len(self.cells)
 
 
+#: Config keys (section, key) that choose extra outputs of a run, never its results: a finished
+#: run is the same run with or without them (``eval.save_points``: backfilled by
+#: ``scripts/image_points.py`` for runs from before it).
+OUTPUT_ONLY_KEYS = (("eval", "save_points"),)
+
+
+def _outcome(config: dict[str, Any]) -> dict[str, Any]:
+    """A config (or a sweep's base) dict without :data:`OUTPUT_ONLY_KEYS`."""
+    out = dict(config)
+    for section, key in OUTPUT_ONLY_KEYS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
+
+
 def _grid_label(value: Any) -> str:
     """How a grid value names its cells: a variant by its label, a plain value by itself."""
     if isinstance(value, dict) and "label" in value:
@@ -236,11 +251,14 @@ def _grid_label(value: Any) -> str:
 def _compatible(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a folder's finished cells can be shared with a sweep defined by ``new``.
 
-    Base, exclusions and overrides must be equal and the grid must have the same keys; the grid's
-    values may differ (``--grid seed=0,1,2`` now, all seeds later, in the same folder), but a
-    value both grids name (a variant's label) must mean the same thing in both.
+    Base (but for :data:`OUTPUT_ONLY_KEYS`), exclusions and overrides must be equal and the grid
+    must have the same keys; the grid's values may differ (``--grid seed=0,1,2`` now, all seeds
+    later, in the same folder), but a value both grids name (a variant's label) must mean the same
+    thing in both.
     """
-    if any(old.get(k) != new.get(k) for k in ("base", "exclude", "overrides")):
+    if any(old.get(k) != new.get(k) for k in ("exclude", "overrides")):
+        return False
+    if _outcome(old.get("base") or {}) != _outcome(new.get("base") or {}):
         return False
     old_grid, new_grid = old.get("grid") or {}, new.get("grid") or {}
     if set(old_grid) != set(new_grid):

@@ -13,6 +13,11 @@ where VAE is better) or ``"lower"`` (MIM has the lower value: the reconstruction
 the two-sided paired t-test has p < 0.05; it is *opposite* when both say so for the other side,
 else *not significant* (or *too few pairs* below 2 pairs).
 
+With one seed there are no pairs across seeds; :func:`compare_points` pairs two models over the
+**test points** instead (the per-point values a run saves with ``eval.save_points``): a paired
+t-test on the per-point NLL and the exact McNemar test on per-point k-NN correctness, with the
+same verdict rule. That measures the test sample's noise, not the spread over training seeds.
+
 Everything here is a pure function of result rows (float64 numpy); :func:`write_claims` writes
 ``claims.csv`` and ``claims.md`` next to a sweep's ``summary.csv``.
 """
@@ -32,7 +37,8 @@ from ..errors import ConfigError, DataError
 from .tables import atomic_write_text, write_csv
 
 __all__ = ["CLAIM_DIRECTIONS", "COMPARE", "PAPER_CLAIMS", "claims_markdown", "compare_objectives",
-           "compare_sweeps", "format_p", "paired_test", "pairs_by_seed", "resolve_claims", "write_claims"]
+           "compare_points", "compare_sweeps", "format_p", "paired_test", "pairs_by_seed",
+           "points_markdown", "resolve_claims", "verdict", "write_claims"]
 
 #: The sides a claim may put ``a − b`` on.
 CLAIM_DIRECTIONS = ("higher", "lower")
@@ -153,14 +159,123 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
                     out["wilcoxon_p"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
     if claim is not None:
         out["claim"] = claim
-        if n < 2:
-            out["verdict"] = "too few pairs"
+        out["verdict"] = verdict(claim, out["t_p"], out["ci_low"], out["ci_high"], n, alpha)
+    return out
+
+
+def verdict(claim: str, p: float, ci_low: float, ci_high: float, n: int,
+            alpha: float = 0.05) -> str:
+    """The verdict on a claim (the module's rule): ``holds`` when the test's two-sided ``p`` is
+    below ``alpha`` and the interval [``ci_low``, ``ci_high``] of ``a − b`` lies wholly on the
+    claimed side of zero, ``opposite`` when both say so for the other side, else ``not
+    significant``; ``too few pairs`` below 2 pairs."""
+    if n < 2:
+        return "too few pairs"
+    significant = p < alpha
+    above, below = ci_low > 0, ci_high < 0
+    claimed, other = (above, below) if claim == "higher" else (below, above)
+    return ("holds" if significant and claimed else
+            "opposite" if significant and other else "not significant")
+
+
+def _point_key(metric: str, points: Mapping[str, np.ndarray]) -> str | None:
+    """The per-point array behind ``metric``: ``nll``; for ``knn_acc`` ``knn_correct_k<knn_k>``
+    (the points' ``knn_k``), for ``knn_acc_k<k>`` ``knn_correct_k<k>``; None for other metrics."""
+    if metric == "nll":
+        return "nll"
+    if metric == "knn_acc" and "knn_k" in points:
+        return f"knn_correct_k{int(np.asarray(points['knn_k']))}"
+    if metric.startswith("knn_acc_k"):
+        return f"knn_correct_k{metric[len('knn_acc_k'):]}"
+    return None
+
+
+def _bootstrap_mean_ci(d: np.ndarray, resamples: int, seed: int, alpha: float,
+                       chunk: int = 2**22) -> tuple[float, float]:
+    """Percentile-bootstrap ``1 − alpha`` interval of the mean of ``d`` (``resamples`` resamples
+    with replacement, numpy generator seeded with ``seed``), drawn in blocks of about ``chunk``
+    indices so that memory stays bounded at 10,000 test points."""
+    rng = np.random.default_rng(seed)
+    n = len(d)
+    rows = max(1, chunk // n)
+    means = np.concatenate([d[rng.integers(0, n, size=(min(rows, resamples - i), n))].mean(axis=1)
+                            for i in range(0, resamples, rows)])
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
+                   claims: Mapping[str, str] | None = None, seed: int = 0,
+                   n_boot: int = 10_000, alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Paired comparison of two models over the **test points** of one evaluation each
+    (``a``, ``b``: the ``points`` of :func:`torchmim.evaluation.evaluate_points`, or a run's
+    ``points.npz``; both evaluated on the same test points in the same order).
+
+    One row per claimed metric the points have (``nll``; ``knn_acc`` and any ``knn_acc_k<k>``
+    claimed), in the order of ``claims`` (default :data:`PAPER_CLAIMS`, whose other metrics are
+    skipped): ``metric``, ``claim``, ``n`` (test points), ``a_mean``, ``b_mean``, ``diff_mean``
+    (``a − b``; for k-NN the accuracy difference), the seeded percentile-bootstrap interval
+    ``ci_low``, ``ci_high`` of the mean difference (``n_boot`` resamples of the test points),
+    ``test`` and ``p``: for the NLL a paired t-test (``scipy.stats.ttest_rel``; identical
+    differences give p = 0, or 1 when all are 0), for k-NN correctness the exact McNemar test
+    (``scipy.stats.binomtest`` on the discordant counts ``a_only``, ``b_only``: points only ``a``,
+    only ``b`` classifies correctly; p = 1 when there are none), and ``verdict`` by the rule of
+    :func:`paired_test`. The noise these measure is that of the finite test sample for the two
+    trained models at hand, not the spread over training seeds: with one seed they say whether a
+    difference is larger than the test set can resolve, not whether it would recur on retraining.
+
+    Raises :class:`DataError` (one line) when ``a`` and ``b`` were not measured on the same test
+    points (different ``test_index``, or arrays of different lengths).
+    """
+    claims = resolve_claims(claims)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ConfigError(f"compare_points: n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"compare_points: alpha must be in (0, 1), got {alpha}")
+    if "test_index" in a and "test_index" in b and not np.array_equal(
+            np.asarray(a["test_index"]), np.asarray(b["test_index"])):
+        raise DataError(f"compare_points: the two models were measured on different test points "
+                        f"({len(a['test_index'])} and {len(b['test_index'])}, or another order)")
+    out: list[dict[str, Any]] = []
+    for metric, claim in claims.items():
+        key_a, key_b = _point_key(metric, a), _point_key(metric, b)
+        if key_a is None or key_a not in a or key_b not in b:
+            continue
+        if key_a != key_b:
+            raise DataError(f"compare_points: {metric} is k-NN with k = {key_a[len('knn_correct_k'):]}"
+                            f" on one side and k = {key_b[len('knn_correct_k'):]} on the other")
+        va, vb = np.asarray(a[key_a]).ravel(), np.asarray(b[key_b]).ravel()
+        if va.shape != vb.shape:
+            raise DataError(f"compare_points: {metric} has {len(va)} test points on one side and "
+                            f"{len(vb)} on the other: not the same test images")
+        n = len(va)
+        fa, fb = va.astype(np.float64), vb.astype(np.float64)
+        if not (np.isfinite(fa).all() and np.isfinite(fb).all()):
+            raise DataError(f"compare_points: {metric} has non-finite per-point values")
+        d = fa - fb
+        row: dict[str, Any] = {"metric": metric, "claim": claim, "n": n,
+                               "a_mean": float(fa.mean()) if n else math.nan,
+                               "b_mean": float(fb.mean()) if n else math.nan,
+                               "diff_mean": float(d.mean()) if n else math.nan,
+                               "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
+        if metric == "nll":
+            row["test"] = "paired t"
+            if n >= 2:
+                if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf (as paired_test)
+                    row["p"] = 1.0 if d[0] == 0 else 0.0
+                else:
+                    row["p"] = float(stats.ttest_rel(fa, fb).pvalue)
         else:
-            significant = out["t_p"] < alpha
-            above, below = out["ci_low"] > 0, out["ci_high"] < 0
-            claimed, other = (above, below) if claim == "higher" else (below, above)
-            out["verdict"] = ("holds" if significant and claimed else
-                              "opposite" if significant and other else "not significant")
+            ca, cb = va.astype(bool), vb.astype(bool)
+            a_only, b_only = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))
+            row.update(test="McNemar exact", a_only=a_only, b_only=b_only)
+            if n >= 2:
+                row["p"] = (float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue)
+                            if a_only + b_only else 1.0)
+        if n >= 2:
+            row["ci_low"], row["ci_high"] = _bootstrap_mean_ci(d, int(n_boot), seed, alpha)
+        row["verdict"] = verdict(claim, row["p"], row["ci_low"], row["ci_high"], n, alpha)
+        out.append(row)
     return out
 
 
@@ -246,6 +361,31 @@ def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
                  f"{a} {'>' if r['claim'] == 'higher' else '<'} {b}", pairs,
                  *sides, f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
                  format_p(r["t_p"]), format_p(r["wilcoxon_p"]), str(r.get("verdict", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
+                    compare: Sequence[str] = COMPARE) -> str:
+    """A Markdown table of :func:`compare_points`' rows (each with its setting's ``by`` values):
+    per setting and metric the test points, both means, the difference with its 95% bootstrap
+    interval over test points, the test and its p, and the verdict."""
+    from ..figures.style import objective_label
+
+    a, b = (objective_label(c) for c in compare)
+    b_term = f"({b})" if " " in b else b
+    head = [*by, "metric", "claim", "test points", f"{a} mean", f"{b} mean",
+            f"{a} − {b_term} [95% CI]", "test", "p", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        test = str(r["test"])
+        if "a_only" in r:
+            test += f" ({r['a_only']} vs {r['b_only']} discordant)"
+        cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
+                 f"{a} {'>' if r['claim'] == 'higher' else '<'} {b}", str(r["n"]),
+                 _num(r["a_mean"]), _num(r["b_mean"]),
+                 f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+                 test, format_p(r["p"]), str(r.get("verdict", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,154 @@
+"""Backfill the per-test-image values (``points.npz``) of a sweep's finished cells, then write the
+claims paired over test images (``claims_test_points.md``/``.csv``).
+
+    python scripts/image_points.py results/image-cpu-mnist [--cells ID ...] [--force]
+
+For sweeps run before ``eval.save_points`` existed. For each finished cell (``metrics.json`` and
+``model.pt``) without ``points.npz`` (or each of ``--cells``; ``--force``: every finished cell) it
+reloads the trained model, rebuilds the data splits from the cell's ``config.yaml`` exactly as the
+run did (the seed derived for "data"), runs the same evaluation (the cell's ``eval`` config, the
+seed derived for "eval"), checks that the recomputed ``nll`` and ``knn_acc`` are the cell's
+``metrics.json`` (both printed; a loud warning beyond 1e-6 relative — the evaluation is seeded,
+so they agree) and writes ``points.npz`` atomically. Then it (re)writes the ``test_point_claims``
+figure of :mod:`torchmim.experiments.images` into the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torchmim.config import from_dict
+from torchmim.errors import TorchMIMError
+from torchmim.evaluation import POINTS_FILE, evaluate_points, write_points
+from torchmim.experiments.figures import FigureSkipped
+from torchmim.experiments.images import test_point_claims
+from torchmim.experiments.spec import SweepSpec, expand
+from torchmim.io import atomic_write_text, load_model
+from torchmim.runs import RunConfig
+from torchmim.seeding import derive_seed, seed_everything
+
+#: Relative difference between recomputed and saved metrics beyond which the script warns.
+TOLERANCE = 1e-6
+CHECKED = ("nll", "knn_acc")
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"error: {message}")
+
+
+def finished_cells(folder: Path) -> list[str]:
+    """The ids of the cells of ``folder`` (a sweep's results) with ``metrics.json`` and
+    ``model.pt``, in name order."""
+    cells = folder / "cells"
+    if not cells.is_dir():
+        return []
+    return sorted(p.name for p in cells.iterdir()
+                  if (p / "metrics.json").is_file() and (p / "model.pt").is_file())
+
+
+def recompute_points(cell_folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The evaluation of a finished run folder, as the run did it: ``(metrics, points)`` of
+    :func:`~torchmim.evaluation.evaluate_points` on the data rebuilt from ``config.yaml``."""
+    config = RunConfig.from_file(cell_folder / "config.yaml")
+    seed_everything(derive_seed(config.seed, "data"))  # as runs._prepare_run
+    data = config.data.load(seed=config.seed)
+    model = load_model(cell_folder / "model.pt")
+    model.data_transform = data.transform  # as runs._finish_run
+    return evaluate_points(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+def backfill(folder: str | Path, cells: Sequence[str] | None = None, *, force: bool = False,
+             echo: Any = print) -> list[dict[str, Any]]:
+    """Write ``points.npz`` for the finished cells of ``folder`` that lack it (or ``cells``, or
+    every finished one with ``force``); returns per cell written ``{"cell", "<metric>_saved",
+    "<metric>_recomputed", "ok"}`` (``ok``: every checked metric within :data:`TOLERANCE`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise _fail(f"{folder} is not a folder")
+    done = finished_cells(folder)
+    if not done:
+        raise _fail(f"{folder} holds no finished cell (cells/<id>/metrics.json and model.pt)")
+    if cells:
+        unknown = [c for c in cells if c not in done]
+        if unknown:
+            raise _fail(f"not finished cells of {folder}: {', '.join(unknown)}")
+        todo = list(cells)
+    else:
+        todo = [c for c in done if force or not (folder / "cells" / c / POINTS_FILE).is_file()]
+    report = []
+    for cell_id in todo:
+        cell_folder = folder / "cells" / cell_id
+        saved = json.loads((cell_folder / "metrics.json").read_text())
+        metrics, points = recompute_points(cell_folder)
+        entry: dict[str, Any] = {"cell": cell_id, "ok": True}
+        for name in CHECKED:
+            if name not in saved or name not in metrics:
+                continue
+            old, new = float(saved[name]), float(metrics[name])
+            entry[f"{name}_saved"], entry[f"{name}_recomputed"] = old, new
+            if not (math.isfinite(new) and _relative(new, old) <= TOLERANCE):
+                entry["ok"] = False
+        echo(f"{cell_id}: " + ", ".join(
+            f"{n} saved {entry[f'{n}_saved']!r} recomputed {entry[f'{n}_recomputed']!r}"
+            for n in CHECKED if f"{n}_saved" in entry))
+        if not entry["ok"]:
+            echo(f"WARNING: {cell_id}: the recomputed metrics differ from metrics.json by more "
+                 f"than {TOLERANCE:g} relative: the evaluation is not the run's (another data "
+                 "file, library version or device?); its points.npz is written all the same")
+        write_points(cell_folder / POINTS_FILE, points)
+        report.append(entry)
+    return report
+
+
+def write_claims_figure(folder: str | Path, echo: Any = print) -> Path | None:
+    """(Re)write ``claims_test_points.md`` (and ``.csv``) of the sweep in ``folder`` from its
+    cells' ``points.npz``; returns the Markdown file, or None when no pair of cells has points."""
+    folder = Path(folder)
+    state_file = folder / "sweep.json"
+    try:
+        state = json.loads(state_file.read_text())
+        spec = from_dict(SweepSpec, state["spec"], where=f"{state_file}: spec")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise _fail(f"cannot read the sweep's spec from {state_file}: {e}") from None
+    done = set(finished_cells(folder))
+    cells = [c for c in expand(spec) if c.id in done]
+    rows = [{"cell": c.id} for c in cells]
+    try:
+        text = test_point_claims(spec, folder, rows, cells, csv="claims_test_points.csv")
+    except FigureSkipped as e:
+        echo(f"claims_test_points.md not written: {e}")
+        return None
+    path = folder / "claims_test_points.md"
+    atomic_write_text(path, text)
+    echo(f"wrote {path} and {folder / 'claims_test_points.csv'}")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir", type=Path, help="a sweep's results folder")
+    parser.add_argument("--cells", nargs="+", help="cell ids to (re)compute (default: every "
+                                                   "finished cell without points.npz)")
+    parser.add_argument("--force", action="store_true", help="recompute every finished cell")
+    args = parser.parse_args(argv)
+    try:
+        report = backfill(args.results_dir, args.cells, force=args.force)
+        write_claims_figure(args.results_dir)
+    except TorchMIMError as e:
+        raise _fail(str(e)) from None
+    if any(not r["ok"] for r in report):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

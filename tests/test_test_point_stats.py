@@ -1,0 +1,240 @@
+"""Per-test-point values (``points.npz``) and the claims paired over test images.
+
+Covers metrics.importance_sampled_nll(reduction="none"), metrics.knn_correct,
+evaluation.evaluate_points, statistics.compare_points, the image sweep's test_point_claims figure
+and scripts/image_points.py (backfill of sweeps from before eval.save_points).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import torchmim as tm
+from torchmim import evaluation, metrics
+from torchmim.experiments.figures import FigureSkipped
+from torchmim.experiments.images import test_point_claims as point_claims_figure
+from torchmim.experiments.runner import run_sweep
+from torchmim.experiments.spec import FigureSpec, SweepSpec
+from torchmim.experiments.statistics import compare_points, paired_test
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("image_points", ROOT / "scripts/image_points.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_nll_reduction_none_is_the_per_point_nll_of_the_same_draws():
+    # fails if "none" used other draws than "mean" (a second seeded pass with a different
+    # batching), returned log-likelihoods instead of NLLs, or lost/reordered points
+    model = tm.MLPModelConfig(hidden=4).build()
+    x = torch.randn(37, 2)
+    opts = {"batch_size": 16, "max_pairs": 100, "seed": 3}
+    mean = metrics.importance_sampled_nll(model, x, 20, **opts)
+    points = metrics.importance_sampled_nll(model, x, 20, reduction="none", **opts)
+    assert isinstance(mean, float)
+    assert points.dtype == np.float64 and points.shape == (37,)
+    # float32 per-batch sums in the "mean" path, float64 over the points here
+    assert points.mean() == pytest.approx(mean, rel=1e-6)
+    # per point: the same values as evaluating each batch alone is not guaranteed (draws), but
+    # the first batch of 16 under the same seed draws the same samples
+    first = metrics.importance_sampled_nll(model, x[:16], 20, reduction="none", **opts)
+    np.testing.assert_allclose(points[:16], first, rtol=1e-6)
+    with pytest.raises(tm.ConfigError, match="reduction must be 'mean' or 'none'"):
+        metrics.importance_sampled_nll(model, x, 20, reduction="sum")
+
+
+def test_knn_correct_is_per_point_and_its_mean_is_knn_accuracy():
+    # fails if knn_correct compared predictions with the wrong labels/order or knn_accuracy
+    # stopped being its mean (sklearn's score)
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    zt, yt = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    zs, ys = rng.normal(size=(25, 3)), rng.integers(0, 3, 25)
+    correct = metrics.knn_correct(zt, yt, zs, ys, k=5)
+    expected = KNeighborsClassifier(n_neighbors=5).fit(zt, yt).predict(zs) == ys
+    assert correct.dtype == bool and np.array_equal(correct, expected)
+    assert metrics.knn_accuracy(zt, yt, zs, ys, k=5) == float(correct.mean())
+    assert metrics.knn_accuracy(zt, yt, zs, ys, k=5) == KNeighborsClassifier(
+        n_neighbors=5).fit(zt, yt).score(zs, ys)
+    with pytest.raises(tm.DataError, match="k must be between 1"):
+        metrics.knn_correct(zt, yt, zs, ys, k=61)
+    with pytest.raises(tm.DataError, match="labels and codes differ"):
+        metrics.knn_correct(zt, yt[:-1], zs, ys)
+
+
+def test_evaluate_points_is_evaluate_plus_the_points_of_the_same_pass():
+    # fails if the metrics of evaluate_points differ from evaluate's (another pass, other seeds)
+    # or the points do not average to them
+    model = tm.MLPModelConfig(hidden=4).build()
+    x, y = torch.randn(40, 2), torch.randint(0, 2, (40,))
+    xtr, ytr = torch.randn(30, 2), torch.randint(0, 2, (30,))
+    kw = {"y_test": y, "x_train": xtr, "y_train": ytr, "seed": 5, "mi": False,
+          "nll_samples": 4, "nll_points": 25, "extra_knn_k": [1, 3]}
+    m, points = evaluation.evaluate_points(model, x, **kw)
+    assert m == evaluation.evaluate(model, x, **kw)
+    assert np.array_equal(points["test_index"], np.arange(40))
+    assert points["nll"].shape == (25,) and points["nll"].mean() == pytest.approx(m["nll"],
+                                                                                  rel=1e-6)
+    assert int(points["knn_k"]) == 5
+    assert float(points["knn_correct_k5"].mean()) == m["knn_acc"]
+    for k in (1, 3):
+        assert float(points[f"knn_correct_k{k}"].mean()) == m[f"knn_acc_k{k}"]
+    with pytest.raises(tm.ConfigError, match="eval.save_points: expected true/false"):
+        evaluation.EvalConfig(save_points="yes")
+
+
+# ---------------------------------------------------------------------------- statistics
+def _points(nll, correct, n_test=None):
+    n_test = len(correct) if n_test is None else n_test
+    return {"nll": np.asarray(nll, dtype=np.float64), "knn_correct_k5": np.asarray(correct),
+            "knn_k": np.asarray(5), "test_index": np.arange(n_test)}
+
+
+def test_compare_points_nll_is_paired_tests_t_test_and_interval():
+    # fails if the NLL row is not a paired t-test over points, its interval not the seeded
+    # bootstrap of paired_test, or the verdict's direction is flipped
+    rng = np.random.default_rng(1)
+    b = rng.normal(100, 5, 200)
+    correct = np.ones(200, bool)
+    for shift, verdict in ((0.5, "holds"), (-0.5, "opposite"), (0.0, "not significant")):
+        a = b + shift + rng.normal(0, 0.3, 200) * (shift != 0) + (shift == 0) * rng.normal(
+            0, 1e-3, 200)
+        rows = compare_points(_points(a, correct), _points(b, correct), seed=2, n_boot=2000)
+        nll = next(r for r in rows if r["metric"] == "nll")
+        ref = paired_test(a, b, claim="higher", resamples=2000, seed=2)
+        assert nll["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+        assert (nll["ci_low"], nll["ci_high"]) == (ref["ci_low"], ref["ci_high"])
+        assert nll["diff_mean"] == pytest.approx(np.mean(a - b), rel=1e-12, abs=1e-15)
+        assert nll["a_mean"] == pytest.approx(a.mean()) and nll["n"] == 200
+        assert nll["test"] == "paired t" and nll["claim"] == "higher"
+        if shift:
+            assert nll["verdict"] == verdict == ref["verdict"]
+        else:
+            assert nll["verdict"] == ref["verdict"]
+
+
+def test_compare_points_knn_is_an_exact_mcnemar_test():
+    # fails if the McNemar test counted concordant points, used the wrong discordant counts or
+    # a normal approximation, or the accuracy difference had the wrong sign
+    n = 300
+    a = np.zeros(n, bool)
+    b = np.zeros(n, bool)
+    a[:150] = b[:150] = True  # concordant correct
+    a[150:170] = True  # 20 only a
+    b[170:174] = True  # 4 only b
+    nll = np.zeros(n)
+    rows = compare_points(_points(nll, a), _points(nll, b), n_boot=3000)
+    knn = next(r for r in rows if r["metric"] == "knn_acc")
+    assert (knn["a_only"], knn["b_only"]) == (20, 4)
+    assert knn["p"] == stats.binomtest(20, 24, 0.5).pvalue
+    assert knn["diff_mean"] == pytest.approx((170 - 154) / n)
+    assert knn["a_mean"] == pytest.approx(170 / n) and knn["test"] == "McNemar exact"
+    assert knn["ci_low"] > 0 and knn["verdict"] == "holds"
+    reverse = next(r for r in compare_points(_points(nll, b), _points(nll, a), n_boot=3000)
+                   if r["metric"] == "knn_acc")
+    assert reverse["verdict"] == "opposite" and reverse["p"] == knn["p"]
+    same = next(r for r in compare_points(_points(nll, a), _points(nll, a), n_boot=100)
+                if r["metric"] == "knn_acc")
+    assert same["p"] == 1.0 and same["verdict"] == "not significant"  # no discordant pairs
+    nll_row = next(r for r in rows if r["metric"] == "nll")
+    assert nll_row["p"] == 1.0 and nll_row["verdict"] == "not significant"  # all differences 0
+
+
+def test_compare_points_refuses_points_of_different_test_images():
+    # fails if points of different test sets (lengths or order) were silently paired
+    a = _points(np.zeros(10), np.ones(10, bool))
+    with pytest.raises(tm.DataError, match="different test points"):
+        compare_points(a, _points(np.zeros(10), np.ones(12, bool)))
+    with pytest.raises(tm.DataError, match="not the same test images"):
+        compare_points(a, {**a, "nll": np.zeros(9)})
+    flipped = {**a, "test_index": np.arange(10)[::-1]}
+    with pytest.raises(tm.DataError, match="different test points"):
+        compare_points(a, flipped)
+
+
+# ---------------------------------------------------------------------------- runs and sweeps
+def _toy_sweep(save_points: bool) -> SweepSpec:
+    base = {"model": {"hidden": 4}, "train": {"epochs": 1},
+            "data": {"n_train": 120, "n_val": 60, "n_test": 80},
+            "eval": {"mi": False, "max_points": 80, "nll_samples": 4, "nll_points": 50,
+                     "extra_knn_k": [1], "save_points": save_points}}
+    return SweepSpec(name="points", base=base, grid={"objective.name": ["mim", "vae"],
+                                                     "seed": [0]},
+                     figures=[FigureSpec("test_point_claims", "claims_test_points.md",
+                                         {"csv": "claims_test_points.csv", "n_boot": 200})])
+
+
+def test_save_points_writes_the_points_and_the_script_recomputes_them(tmp_path):
+    # fails if a run with eval.save_points writes no points.npz (or other values than its
+    # metrics), if a sweep folder from before save_points no longer counts as finished (the base
+    # differs only in save_points), or if the backfill script does not rebuild the same points
+    out = tmp_path / "sweep"
+    old = run_sweep(_toy_sweep(False), out, workers=1, progress=False, vectorize=False)
+    assert old.complete
+    cells = sorted(p for p in (out / "cells").iterdir())
+    assert not any((c / "points.npz").exists() for c in cells)
+    state = json.loads((out / "sweep.json").read_text())
+    assert "claims_test_points.md" in state["skipped_figures"]  # no points: skipped, not failed
+    new = run_sweep(_toy_sweep(True), out, workers=1, progress=False, vectorize=False)
+    assert new.complete and [r["nll"] for r in new.rows] == [r["nll"] for r in old.rows]
+    script = _script()
+    lines: list[str] = []
+    report = script.backfill(out, echo=lines.append)
+    assert [r["cell"] for r in report] == [c.name for c in cells] and all(r["ok"] for r in report)
+    assert all("nll saved" in line for line in lines)
+    for cell in cells:
+        saved = json.loads((cell / "metrics.json").read_text())
+        points = evaluation.read_points(cell / "points.npz")
+        assert points["nll"].shape == (50,)
+        assert points["nll"].mean() == pytest.approx(saved["nll"], rel=1e-6)
+        assert float(points["knn_correct_k5"].mean()) == saved["knn_acc"]
+        assert float(points["knn_correct_k1"].mean()) == saved["knn_acc_k1"]
+    assert script.write_claims_figure(out, echo=lines.append) == out / "claims_test_points.md"
+    text = (out / "claims_test_points.md").read_text()
+    assert "Claims paired over test images" in text and "| nll |" in text
+    assert "test-sample" in text or "test sample" in text
+
+    # a fresh run with save_points: points.npz beside metrics.json, the same values as backfilled
+    fresh = tmp_path / "fresh"
+    run_sweep(_toy_sweep(True), fresh, workers=1, progress=False, vectorize=False)
+    for cell in cells:
+        a = evaluation.read_points(fresh / "cells" / cell.name / "points.npz")
+        b = evaluation.read_points(cell / "points.npz")
+        assert set(a) == set(b)
+        np.testing.assert_allclose(a["nll"], b["nll"], rtol=1e-6)
+        assert np.array_equal(a["knn_correct_k5"], b["knn_correct_k5"])
+    assert (fresh / "claims_test_points.csv").is_file()
+
+    # the script's recompute path: delete one points.npz, backfill restores the same arrays
+    target = fresh / "cells" / cells[0].name / "points.npz"
+    before = evaluation.read_points(target)
+    target.unlink()
+    report = script.backfill(fresh, echo=lines.append)
+    assert [r["cell"] for r in report] == [cells[0].name]
+    after = evaluation.read_points(target)
+    np.testing.assert_allclose(after["nll"], before["nll"], rtol=1e-6)
+    assert np.array_equal(after["knn_correct_k5"], before["knn_correct_k5"])
+
+
+def test_the_script_and_figure_fail_in_one_line(tmp_path):
+    # fails if a missing folder or a folder without finished cells gave a traceback
+    script = _script()
+    with pytest.raises(SystemExit, match="is not a folder"):
+        script.backfill(tmp_path / "missing")
+    with pytest.raises(SystemExit, match="no finished cell"):
+        script.backfill(tmp_path)
+    with pytest.raises(FigureSkipped, match="no finished cell pair"):
+        point_claims_figure(_toy_sweep(True), tmp_path, [], [])
