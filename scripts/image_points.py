@@ -38,6 +38,10 @@ TOLERANCE = 1e-6
 CHECKED = ("nll", "knn_acc")
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # a line per cell as it finishes, also into a log file
+
+
 def _fail(message: str) -> SystemExit:
     return SystemExit(f"error: {message}")
 
@@ -68,10 +72,11 @@ def _relative(a: float, b: float) -> float:
 
 
 def backfill(folder: str | Path, cells: Sequence[str] | None = None, *, force: bool = False,
-             echo: Any = print) -> list[dict[str, Any]]:
+             echo: Any = None) -> list[dict[str, Any]]:
     """Write ``points.npz`` for the finished cells of ``folder`` that lack it (or ``cells``, or
     every finished one with ``force``); returns per cell written ``{"cell", "<metric>_saved",
     "<metric>_recomputed", "ok"}`` (``ok``: every checked metric within :data:`TOLERANCE`)."""
+    echo = echo or _say
     folder = Path(folder)
     if not folder.is_dir():
         raise _fail(f"{folder} is not a folder")
@@ -110,9 +115,10 @@ def backfill(folder: str | Path, cells: Sequence[str] | None = None, *, force: b
     return report
 
 
-def write_claims_figure(folder: str | Path, echo: Any = print) -> Path | None:
+def write_claims_figure(folder: str | Path, echo: Any = None) -> Path | None:
     """(Re)write ``claims_test_points.md`` (and ``.csv``) of the sweep in ``folder`` from its
     cells' ``points.npz``; returns the Markdown file, or None when no pair of cells has points."""
+    echo = echo or _say
     folder = Path(folder)
     state_file = folder / "sweep.json"
     try:
