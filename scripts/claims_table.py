@@ -13,9 +13,11 @@ import csv
 import sys
 from collections import defaultdict
 
-METRICS = {"mi": "MI (nats)", "mi_standardized": "MI, standardised", "mi_rank": "MI, ranks",
-           "nll": "NLL (nats)", "recon_error": "recon. error", "knn_acc": "5-NN acc.",
-           "consistency_x": "consistency x", "consistency_z": "consistency z"}
+from torchmim.metric_names import metric_label
+
+#: the metrics shown, in this column order (their headers: torchmim.metric_names)
+CLAIMS_METRICS = ("mi", "mi_standardized", "mi_rank", "nll", "recon_error", "knn_acc",
+                  "consistency_x", "consistency_z")
 MARK = {"holds": "", "opposite": " ✗", "not significant": " ~"}
 
 
@@ -44,10 +46,11 @@ def main() -> None:
     keys = columns[:columns.index("metric")]  # the setting's columns come first
     table: dict[str, dict[str, str]] = defaultdict(dict)
     for r in rows:
-        if r["metric"] in METRICS:
+        if r["metric"] in CLAIMS_METRICS:
             table[", ".join(r[k] for k in keys) or "all"][r["metric"]] = fmt(r)
-    shown = [m for m in METRICS if any(m in cells for cells in table.values())]
-    print(f"| {', '.join(keys) or 'setting'} | " + " | ".join(METRICS[m] for m in shown) + " |")
+    shown = [m for m in CLAIMS_METRICS if any(m in cells for cells in table.values())]
+    headers = [metric_label(m, "claims") for m in shown]
+    print(f"| {', '.join(keys) or 'setting'} | " + " | ".join(headers) + " |")
     print("|---:|" + "---:|" * len(shown))
 
     def order(s: str) -> tuple:
@@ -60,7 +63,7 @@ def main() -> None:
         print(f"| {setting} | " + " | ".join(table[setting].get(m, "—") for m in shown) + " |")
     verdicts = defaultdict(int)
     for r in rows:
-        if r["metric"] in METRICS:
+        if r["metric"] in CLAIMS_METRICS:
             verdicts[r["verdict"]] += 1
     print("\n" + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
 

@@ -17,10 +17,7 @@ from pathlib import Path
 
 from torchmim.experiments.tables import read_csv
 from torchmim.figures.style import objective_label
-
-NAMES = {"mi": "MI", "mi_standardized": "MI std.", "mi_rank": "MI rank", "nll": "NLL",
-         "recon_rmse": "recon", "recon_error": "recon", "knn_acc": "5-NN",
-         "consistency_x": "cons. x", "consistency_z": "cons. z"}
+from torchmim.metric_names import metric_label
 
 
 def cell(mean: float, std: float) -> str:
@@ -51,7 +48,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.folder / 'summary.csv'} has no {', '.join(missing)} "
                          "(the sweep's metrics list says which metrics it summarises)")
     settings = list(dict.fromkeys(r.get(x, "all") for r in rows)) if x else ["all"]
-    head = [x or "setting", "seeds"] + [f"{NAMES.get(m, m)} {objective_label(str(s))}"
+    head = [x or "setting", "seeds"] + [f"{metric_label(m, 'short')} {objective_label(str(s))}"
                                         for m in args.metrics for s in sides]
     print("| " + " | ".join(head) + " |")
     print("|" + "---:|" * len(head))

@@ -24,17 +24,10 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import ConfigError
+from .metric_names import metric_label
 
 __all__ = ["build_report", "claims"]
 
-_METRIC_NAMES = {"mi": "MI (nats) ↑", "mi_rank": "MI, KSG on ranks (nats) ↑",
-                 "mi_standardized": "MI, KSG on standardised x, z (nats) ↑",
-                 "consistency_x": "consistency in x (energy distance) ↓",
-                 "consistency_z": "consistency in z (energy distance) ↓",
-                 "nll": "NLL (nats) ↓", "recon_rmse": "recon. error ↓",
-                 "knn_acc": "5-NN acc. ↑", "knn_acc_k1": "1-NN acc. ↑", "knn_acc_k3": "3-NN acc. ↑",
-                 "knn_acc_k10": "10-NN acc. ↑", "recon_error": "recon. error ↓",
-                 "recon_mean_rmse": "recon. RMSE (means) ↓"}
 _HEADLINE = ("mi", "nll", "recon_rmse", "knn_acc")  # the demo's columns, the paper's four measures
 #: readable column headers of grid keys (a sweep's ``x_label`` takes precedence for its ``x``)
 _KEY_LABELS = {"model.hidden": "hidden units", "model.z_dim": "latent dimension",
@@ -183,7 +176,7 @@ def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
              "<th>t-test p</th><th>Wilcoxon p</th><th class=\"l\">verdict</th>")
     body = []
     for r in table:
-        name = _METRIC_NAMES.get(r["metric"], r["metric"])
+        name = metric_label(r["metric"])
         cls = {"holds": "ok", "opposite": "bad"}.get(r["verdict"], "")
         cells = "".join(f'<td class="l">{_cell_value(k, r.get(k))}</td>' for k in by)
         sign = "&gt;" if r["claim"] == "higher" else "&lt;"
@@ -222,7 +215,7 @@ def _sweep_section(folder: Path, page: _Page) -> str:
         metrics = spec.get("metrics", list(_HEADLINE))
         head = "".join(f'<th class="l" title="{html.escape(k)}">{html.escape(column_label(k, spec))}'
                        "</th>" for k in grid) + "<th>seeds</th>"
-        head += "".join(f"<th>{html.escape(_METRIC_NAMES.get(m, m))}</th>" for m in metrics)
+        head += "".join(f"<th>{html.escape(metric_label(m))}</th>" for m in metrics)
         body = []
         for e in summary:
             cells = "".join(f'<td class="l">{_cell_value(k, e.get(k))}</td>' for k in grid)
@@ -287,7 +280,7 @@ def _demo_section(folder: Path, page: _Page, metrics: dict[str, Any]) -> str:
                  f"<code>{page.where(folder)}</code></p>")
     cols = [m for m in _HEADLINE if any(m in r for w in by_width.values() for r in w.values())]
     head = ('<th class="l">hidden units</th><th class="l">objective</th>'
-            + "".join(f"<th>{html.escape(_METRIC_NAMES[m])}</th>" for m in cols)
+            + "".join(f"<th>{html.escape(metric_label(m))}</th>" for m in cols)
             + "<th>epochs (best)</th>")
     body, summary = [], []
     for w, by_obj in by_width.items():

@@ -10,25 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..metric_names import metric_label
 from .style import objective_color, objective_label
 
-__all__ = ["METRIC_TITLES", "plot_metric_curves", "series"]
-
-METRIC_TITLES = {
-    "mi": "mutual information (KSG, nats) ↑",
-    "mi_standardized": "MI, KSG on standardised x, z ↑",
-    "mi_rank": "MI, KSG on ranks of x, z ↑",
-    "consistency_x": "consistency in x (energy dist.) ↓",
-    "consistency_z": "consistency in z (energy dist.) ↓",
-    "nll": "test NLL (nats) ↓",
-    # the paper's "RMSE" is a mean norm with sampled reconstructions; recon_rmse is its old key
-    "recon_rmse": "reconstruction error, mean ‖x − x̃‖ ↓",
-    "recon_error": "reconstruction error, mean ‖x − x̃‖ ↓",
-    "recon_mean_rmse": "reconstruction RMSE (means) ↓",
-    "knn_acc": "5-NN accuracy ↑",
-    "posterior_var": "mean posterior variance",
-    "active_units": "active units",
-}
+__all__ = ["plot_metric_curves", "series"]
 
 
 def series(summary: Sequence[dict[str, Any]], group: str, x: str, metric: str
@@ -75,7 +60,7 @@ def plot_metric_curves(
             ax.fill_between(xs, low, mean + std, color=color, alpha=0.2, lw=0)
         if log_y:
             ax.set_yscale("log")
-        ax.set_title(METRIC_TITLES.get(metric, metric) + (" (log)" if log_y else ""),
+        ax.set_title(metric_label(metric, "figure") + (" (log)" if log_y else ""),
                      fontsize=9.5)
         ax.set_xlabel(x_label or x)
         if log_x:

@@ -16,43 +16,55 @@ __all__ = ["DecodeRequest", "DecodeResponse", "EncodeRequest", "EncodeResponse",
            "ReconstructResponse", "SampleRequest", "SampleResponse"]
 
 Rows = list[list[float]]
-Seed = Field(default=None, ge=0, le=2**63 - 1, description="seeds the draws (reproducible)")
+_MAX_SEED = 2**63 - 1
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class EncodeRequest(_Request):
-    """Rows ``x`` → their codes (posterior means; ``sample``: one draw z ∼ q(z|x) each)."""
+# The shared fields are declared once, in these bases. Pydantic lists a base's fields before the
+# subclass's own, so in the schema they come first (``seed, sample, x`` where it was ``x, sample,
+# seed``); names, types, defaults and checks are those of the fields they replace.
+class _SeededRequest(_Request):
+    """A request that may draw at random: ``seed`` makes its draws reproducible."""
+
+    seed: int | None = Field(default=None, ge=0, le=_MAX_SEED,
+                             description="seeds the draws (reproducible)")
+
+
+class _MeanOrDrawRequest(_SeededRequest):
+    """A request answered with means, or with one draw each when ``sample`` is true."""
+
+    sample: bool = False
+
+
+class _RowsRequest(_MeanOrDrawRequest):
+    """A request on rows ``x`` of the data."""
 
     x: Rows = Field(min_length=1)
-    sample: bool = False
-    seed: int | None = Seed
+
+
+class EncodeRequest(_RowsRequest):
+    """Rows ``x`` → their codes (posterior means; ``sample``: one draw z ∼ q(z|x) each)."""
 
 
 class EncodeResponse(BaseModel):
     z: Rows
 
 
-class DecodeRequest(_Request):
+class DecodeRequest(_MeanOrDrawRequest):
     """Codes ``z`` → rows (decoder means E[x|z]; ``sample``: one draw x ∼ p(x|z) each)."""
 
     z: Rows = Field(min_length=1)
-    sample: bool = False
-    seed: int | None = Seed
 
 
 class DecodeResponse(BaseModel):
     x: Rows
 
 
-class ReconstructRequest(_Request):
+class ReconstructRequest(_RowsRequest):
     """Rows ``x`` → x → z → x̃, through the means (``sample``: through draws)."""
-
-    x: Rows = Field(min_length=1)
-    sample: bool = False
-    seed: int | None = Seed
 
 
 class ReconstructResponse(BaseModel):
@@ -60,12 +72,11 @@ class ReconstructResponse(BaseModel):
     z: Rows
 
 
-class SampleRequest(_Request):
+class SampleRequest(_SeededRequest):
     """``n`` new rows: z ∼ p(z), then the decoder mean (``mean: false``: a draw x ∼ p(x|z))."""
 
     n: int = Field(ge=1)
     mean: bool = True
-    seed: int | None = Seed
 
 
 class SampleResponse(BaseModel):
@@ -83,7 +94,7 @@ class InterpolateRequest(_Request):
     steps: int = Field(default=8, ge=2)
     method: Literal["linear", "spherical", "quantile"] = "linear"
     codes: bool = False
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    seed: int = Field(default=0, ge=0, le=_MAX_SEED)
 
 
 class InterpolateResponse(BaseModel):
