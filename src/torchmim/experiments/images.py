@@ -177,12 +177,18 @@ def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
                 paper_cells += [f"{v:.2f}" for v in ref]
         lines.append(f"| {data} (torchmim) | " + " | ".join(ours_cells) + " |")
         lines.append(f"| {data} (paper) | " + " | ".join(paper_cells) + " |")
-    r = rows[0]
-    lines += ["", f"torchmim: NLL by importance sampling with S = {int(r.get('nll_samples', 0))} on "
-                  f"{int(r.get('nll_points', r.get('n_test', 0)))} test images; k-NN fit on "
-                  f"{int(r.get('n_train', 0))} training codes (sampled z ∼ q(z|x), the whole "
+    def per_data(key: str) -> str:
+        # one value for all rows, else each data set's (e.g. 4000 for MNIST, 3000 for Omniglot)
+        values = {d: sorted({int(r.get(key, 0)) for r in rows if r["data"] == d}) for d in datasets}
+        if len({tuple(v) for v in values.values()}) == 1:
+            return "/".join(str(v) for v in next(iter(values.values())))
+        return ", ".join(f"{'/'.join(str(x) for x in v)} ({d})" for d, v in values.items())
+
+    lines += ["", f"torchmim: NLL by importance sampling with S = {per_data('nll_samples')} on "
+                  f"{per_data('nll_points')} test images; k-NN fit on "
+                  f"{per_data('n_train')} training codes (sampled z ∼ q(z|x), the whole "
                   "training split the run had unless a preset set eval.knn_train_points), scored "
-                  f"on {int(r.get('n_test', 0))} test codes. Paper: 10 trials, S = 5000, full test "
+                  f"on {per_data('n_test')} test codes. Paper: 10 trials, S = 5000, full test "
                   "sets, k-NN fit on the whole training split (50,000 images for MNIST and "
                   "Fashion-MNIST).", ""]
     return "\n".join(lines)
