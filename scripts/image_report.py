@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ from typing import Any
 from torchmim.errors import TorchMIMError
 from torchmim.experiments.images import ARCHS, PIXEL, image_tables, paper_table
 from torchmim.experiments.statistics import format_p
+from torchmim.figures.style import objective_label
+from torchmim.metric_names import metric_label
 
 _ORDER = {a["label"]: i for i, a in enumerate(ARCHS)}
-_OBJ = {"mim": "MIM", "amim": "A-MIM", "vae": "VAE"}
+#: The measures of the table of every run, in order (a sweep without one prints "–" for it).
+RUN_METRICS = ("nll", "knn_acc_k1", "knn_acc_k3", "knn_acc", "knn_acc_k10")
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -38,58 +42,85 @@ def _float(v: Any) -> float:
 
 
 def _num_rows(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """CSV strings → numbers where they are numbers (paper_table aggregates them)."""
+    """CSV strings → numbers where they are numbers (paper_table aggregates them); an empty field
+    (a measure that run lacks) → NaN; other text stays text."""
     out = []
     for r in rows:
         conv: dict[str, Any] = {}
         for k, v in r.items():
             f = _float(v)
-            conv[k] = v if f != f and v not in ("nan", "NaN") else f
+            if v is None or str(v).strip() == "":
+                conv[k] = math.nan
+            else:
+                conv[k] = v if f != f and v not in ("nan", "NaN") else f
         out.append(conv)
     return out
 
 
+def _fmt(value: Any, spec: str = "") -> str:
+    """``value`` formatted by ``spec`` (``"d"``: an int), or "–" when missing or NaN."""
+    v = _float(value)
+    if not math.isfinite(v):
+        return "–"
+    return str(int(v)) if spec == "d" else format(v, spec)
+
+
+def _seed_key(r: dict[str, Any]) -> float:
+    seed = _float(r.get("seed"))
+    return seed if math.isfinite(seed) else -1.0
+
+
 def runs_table(rows: list[dict[str, Any]]) -> str:
-    """Every run: the other k, active units, best / last epoch, seconds."""
-    lines = ["| data | model | objective | NLL | 1-NN | 3-NN | 5-NN | 10-NN | active units | "
-             "best / last epoch | train s | eval s |", "|---|---|---|" + "---:|" * 6 + "---|---:|---:|"]
-    rows = sorted(rows, key=lambda r: (r["data"], _ORDER.get(r["model"], 99),
-                                       r["objective.name"] == "vae"))
+    """Every run: NLL, the k-NN accuracies, active units, best / last epoch, seconds ("–" for a
+    measure a sweep did not record)."""
+    head = ["data", "model", "objective", "seed", *(metric_label(m, "short") for m in RUN_METRICS),
+            metric_label("active_units", "short"), "best / last epoch", "train s", "eval s"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---|---|---:|" + "---:|" * (len(RUN_METRICS) + 1) + "---|---:|---:|"]
+    rows = sorted(rows, key=lambda r: (str(r.get("data")), _ORDER.get(r.get("model"), 99),
+                                       r.get("objective.name") == "vae", _seed_key(r)))
     for r in rows:
+        values = [_fmt(r.get(m), ".2f" if m == "nll" else ".3f") for m in RUN_METRICS]
         lines.append(
-            f"| {r['data']} | {r['model']} | {_OBJ.get(r['objective.name'], r['objective.name'])} "
-            f"| {r['nll']:.2f} | {r['knn_acc_k1']:.3f} | {r['knn_acc_k3']:.3f} | "
-            f"{r['knn_acc']:.3f} | {r['knn_acc_k10']:.3f} | {int(r['active_units'])} | "
-            f"{int(r['best_epoch'])} / {int(r['epochs'])} | {r['train_seconds']:.0f} | "
-            f"{r['eval_seconds']:.0f} |")
+            f"| {r.get('data')} | {r.get('model')} | "
+            f"{objective_label(str(r.get('objective.name')))} | {_fmt(r.get('seed'), 'd')} | "
+            + " | ".join(values) + f" | {_fmt(r.get('active_units'), 'd')} | "
+            f"{_fmt(r.get('best_epoch'), 'd')} / {_fmt(r.get('epochs'), 'd')} | "
+            f"{_fmt(r.get('train_seconds'), '.0f')} | {_fmt(r.get('eval_seconds'), '.0f')} |")
     return "\n".join(lines)
 
 
 def claims_table(folders: list[Path]) -> str:
-    """The folders' claims paired over test images, one row per (data, model, metric)."""
-    lines = ["| data | model | metric | test images | MIM (A-MIM) | VAE | difference [95% CI] | "
-             "test | p | verdict |", "|---|---|---|---:|---:|---:|---|---|---:|---|"]
-    found = False
+    """The folders' claims paired over test images, one row per (data, model, seed, metric)."""
+    lines = ["| data | model | seed | metric | test images | compared | mean a | mean b | "
+             "a − b [95% CI] | test | p | verdict |",
+             "|---|---|---:|---|---:|---|---:|---:|---|---|---:|---|"]
+    table: list[dict[str, Any]] = []
     for folder in folders:
         path = folder / "claims_test_points.csv"
         if not path.is_file():
             print(f"note: {path} does not exist (run scripts/image_points.py {folder})",
                   file=sys.stderr)
             continue
-        for r in sorted(_read(path), key=lambda r: (_ORDER.get(r["model"], 99), r["metric"])):
-            found = True
-            digits = 2 if r["metric"] == "nll" else 3
-            test = r["test"]
-            if r.get("a_only"):
-                test += f" ({int(float(r['a_only']))} vs {int(float(r['b_only']))} discordant)"
-            name = "NLL" if r["metric"] == "nll" else "5-NN accuracy"
-            lines.append(
-                f"| {r['data']} | {r['model']} | {name} | {r['n']} | "
-                f"{float(r['a_mean']):.{digits}f} | {float(r['b_mean']):.{digits}f} | "
-                f"{float(r['diff_mean']):+.{digits}f} [{float(r['ci_low']):+.{digits}f}, "
-                f"{float(r['ci_high']):+.{digits}f}] | {test} | {format_p(float(r['p']))} | "
-                f"{r['verdict']} |")
-    return "\n".join(lines) if found else "(no claims_test_points.csv in these folders)"
+        table += _read(path)
+    table.sort(key=lambda r: (str(r.get("data")), _ORDER.get(r.get("model"), 99), _seed_key(r),
+                              str(r.get("metric"))))
+    for r in table:
+        digits = ".2f" if r["metric"] == "nll" else ".3f"
+        signed = "+" + digits
+        test = r["test"]
+        if r.get("a_only"):
+            test += f" ({_fmt(r['a_only'], 'd')} vs {_fmt(r['b_only'], 'd')} discordant)"
+        compared = (f"{objective_label(r.get('a') or 'mim')} vs "
+                    f"{objective_label(r.get('b') or 'vae')}")
+        lines.append(
+            f"| {r['data']} | {r['model']} | {_fmt(r.get('seed'), 'd')} | "
+            f"{metric_label(r['metric'], 'claims')} | {_fmt(r['n'], 'd')} | {compared} | "
+            f"{_fmt(r['a_mean'], digits)} | {_fmt(r['b_mean'], digits)} | "
+            f"{_fmt(r['diff_mean'], signed)} [{_fmt(r['ci_low'], signed)}, "
+            f"{_fmt(r['ci_high'], signed)}] | {test} | {format_p(_float(r['p']))} | "
+            f"{r['verdict']} |")
+    return "\n".join(lines) if table else "(no claims_test_points.csv in these folders)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except TorchMIMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print("Every run (A-MIM for " + ", ".join(PIXEL) + "):\n")
+    print("Every run (" + objective_label("amim") + " for " + ", ".join(PIXEL) + "):\n")
     print(runs_table(rows))
     print("\nClaims paired over test images (each folder's claims_test_points.csv):\n")
     print(claims_table(list(args.folders)))

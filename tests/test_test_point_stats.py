@@ -238,3 +238,154 @@ def test_the_script_and_figure_fail_in_one_line(tmp_path):
         script.backfill(tmp_path)
     with pytest.raises(FigureSkipped, match="no finished cell pair"):
         point_claims_figure(_toy_sweep(True), tmp_path, [], [])
+
+
+# ---------------------------------------------------------------------------- review fixes
+TINY_RUN = ["data.n_train=256", "data.n_val=128", "data.n_test=128", "eval.nll_samples=5",
+            "eval.max_points=128", "model.hidden=4", "train.epochs=2", "train.warmup_epochs=1",
+            "train.early_stopping=false", "train.progress=false", "eval.mi=false"]
+
+
+def _run_config(*extra: str):
+    from torchmim.config import apply_overrides
+    from torchmim.runs import RunConfig
+
+    return RunConfig.from_dict(apply_overrides({}, TINY_RUN + list(extra)))
+
+
+def test_a_resumed_finish_without_save_points_removes_the_stale_points(tmp_path, one_thread):
+    # fails if a resume for more epochs without eval.save_points left the first finish's
+    # points.npz (another model's values) beside the new metrics.json
+    from torchmim.runs import run
+
+    out = tmp_path / "run"
+    run(_run_config("eval.save_points=true"), out)
+    assert (out / "points.npz").is_file()
+    result = run(_run_config("train.epochs=3"), out, resume=True, progress=False)
+    assert result.metrics["epochs"] == 3
+    assert (out / "metrics.json").is_file() and not (out / "points.npz").exists()
+
+
+def test_read_points_of_an_empty_or_truncated_file_is_one_line(tmp_path):
+    # fails if an empty file (EOFError), a cut zip (BadZipFile) or a zip without the arrays'
+    # members gave a traceback instead of one DataError naming the file
+    good = tmp_path / "good.npz"
+    evaluation.write_points(good, _points(np.zeros(8), np.ones(8, bool)))
+    data = good.read_bytes()
+    for name, content in (("empty.npz", b""), ("cut.npz", data[: len(data) // 2]),
+                          ("head.npz", data[:40])):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(tm.DataError, match=f"cannot read the test points .*{name}") as e:
+            evaluation.read_points(path)
+        assert "\n" not in str(e.value)
+
+
+def test_points_carry_a_fingerprint_and_compare_points_checks_it():
+    # fails if x_sha256 is not the sha256 of the float32 test images measured, if nll_samples /
+    # nll_points are not stored, or if compare_points paired points of other images or another
+    # NLL estimate; points without a fingerprint (older files) still compare
+    import hashlib
+
+    model = tm.MLPModelConfig(hidden=4).build()
+    x = torch.randn(30, 2)
+    kw = {"seed": 1, "mi": False, "nll_samples": 3, "nll_points": 20, "max_points": 25}
+    _, points = evaluation.evaluate_points(model, x, **kw)
+    expected = hashlib.sha256(x[:25].numpy().astype(np.float32).tobytes()).hexdigest()
+    assert str(points["x_sha256"]) == expected
+    assert int(points["nll_samples"]) == 3 and int(points["nll_points"]) == 20
+    _, other = evaluation.evaluate_points(model, x + 1, **kw)
+    assert str(other["x_sha256"]) != expected
+    compare_points(points, points, n_boot=10)  # the same images: fine
+    with pytest.raises(tm.DataError, match="x_sha256"):
+        compare_points(points, other, n_boot=10)
+    for key in ("nll_samples", "nll_points"):
+        with pytest.raises(tm.DataError, match=key):
+            compare_points(points, {**points, key: np.asarray(99)}, n_boot=10)
+    old = {k: v for k, v in other.items() if k not in ("x_sha256", "nll_samples", "nll_points")}
+    assert [r["metric"] for r in compare_points(points, old, n_boot=10)] == ["nll"]
+
+
+def test_output_only_keys_are_ignored_in_base_and_overrides():
+    # fails if a base whose eval section held only save_points differed from one without eval,
+    # or an eval.save_points=... override made a folder's cells unshareable
+    from torchmim.experiments.runner import _compatible, _outcome
+
+    assert _outcome({"eval": {"save_points": True}, "seed": 1}) == {"seed": 1}
+    assert _outcome({"eval": {"save_points": True, "mi": False}}) == {"eval": {"mi": False}}
+    old = {"base": {"train": {"epochs": 1}}, "overrides": ["train.epochs=2"], "grid": {}}
+    new = {"base": {"train": {"epochs": 1}, "eval": {"save_points": True}},
+           "overrides": ["train.epochs=2", "eval.save_points=true"], "grid": {}}
+    assert _compatible(old, new) and _compatible(new, old)
+    assert not _compatible(old, {**new, "overrides": ["train.epochs=3"]})
+    assert not _compatible(old, {**new, "base": {"eval": {"mi": False}}})
+
+
+def test_point_claims_name_each_rows_side_and_refuse_mim_and_amim_together(tmp_path):
+    # fails if a setting with both a mim and an amim cell silently picked one, or if A-MIM rows
+    # were labelled MIM
+    from torchmim.experiments.spec import expand
+    from torchmim.experiments.statistics import points_markdown
+
+    spec = SweepSpec(name="both", base={"model": {"hidden": 4}},
+                     grid={"objective.name": ["mim", "amim", "vae"], "seed": [0]})
+    with pytest.raises(tm.ConfigError, match="both a mim and a amim cell") as e:
+        point_claims_figure(spec, tmp_path, [], expand(spec))
+    assert "\n" not in str(e.value)
+    rows = compare_points(_points(np.arange(6.0), np.ones(6, bool)),
+                          _points(np.arange(6.0) + 1, np.ones(6, bool)), n_boot=10)
+    table = [{"model": "pixel", "a": "amim", "b": "vae", **r} for r in rows]
+    text = points_markdown(table, ["model"], ("mim", "vae"))
+    assert "A-MIM mean" in text and "| A-MIM > VAE |" in text and "| MIM " not in text
+    mixed = points_markdown(table + [{**table[0], "model": "conv", "a": "mim"}], ["model"],
+                            ("mim", "vae"))
+    assert "A-MIM/MIM mean" in mixed and "| MIM > VAE |" in mixed and "| A-MIM > VAE |" in mixed
+
+
+def test_the_script_refuses_a_device_it_cannot_use(tmp_path):
+    # fails if a cell trained on cuda were silently re-evaluated on the CPU (or crashed deep in
+    # torch) on a machine without CUDA
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    import yaml
+
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    (cell / "config.yaml").write_text(yaml.safe_dump(_run_config("train.device=cuda").to_dict()))
+    with pytest.raises(tm.ConfigError, match="CUDA is not available"):
+        _script().recompute_points(cell)
+
+
+def test_the_script_writes_no_points_on_a_mismatch_and_takes_the_run_lock(tmp_path, capsys):
+    # fails if a cell whose recomputed nll differs from metrics.json got a points.npz (and a
+    # figure) without --accept-mismatch, if the exit were not 1 with one line naming cell, metric
+    # and values, or if a cell whose run holds its folder lock were written meanwhile
+    import fcntl
+    import os
+
+    from torchmim.runs import run
+
+    script = _script()
+    cell = tmp_path / "sweep" / "cells" / "c0"
+    run(_run_config("eval.save_points=true"), cell)
+    (cell / "points.npz").unlink()
+    saved = json.loads((cell / "metrics.json").read_text())
+    (cell / "metrics.json").write_text(json.dumps({**saved, "nll": saved["nll"] + 1.0}))
+    with pytest.raises(SystemExit) as e:
+        script.main([str(tmp_path / "sweep")])
+    assert e.value.code == 1 and not (cell / "points.npz").exists()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "c0" in err and "nll saved" in err
+    assert repr(saved["nll"] + 1.0) in err and "--accept-mismatch" in err
+    assert not (tmp_path / "sweep" / "claims_test_points.md").exists()
+
+    fd = os.open(cell / ".lock", os.O_RDWR | os.O_CREAT)  # another writer holds the run's lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(tm.FolderLockedError):
+            script.backfill(tmp_path / "sweep", accept_mismatch=True, echo=lambda line: None)
+        assert not (cell / "points.npz").exists()
+    finally:
+        os.close(fd)
+    report = script.backfill(tmp_path / "sweep", accept_mismatch=True, echo=lambda line: None)
+    assert report[0]["written"] and not report[0]["ok"] and (cell / "points.npz").is_file()

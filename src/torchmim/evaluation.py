@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .data.base import DataSplits
@@ -38,7 +40,7 @@ from .models.latent_variable_model import LatentVariableModel
 from .threads import resolve_threads, torch_threads
 
 __all__ = ["DEFAULT_NLL_SAMPLES", "POINTS_FILE", "EvalConfig", "default_nll_samples", "evaluate",
-           "evaluate_points", "read_points", "write_points"]
+           "evaluate_points", "read_points", "write_points", "x_fingerprint"]
 
 #: Importance samples per test point when neither the config nor the model says (Section 6.2).
 DEFAULT_NLL_SAMPLES = 1000
@@ -216,7 +218,10 @@ def evaluate_points(
     first ``nll_points`` of them; its mean is ``metrics["nll"]`` up to float32 rounding) and, with
     labels, ``knn_correct_k<k>`` (bool, one per test point: the k-NN classifier predicted its
     label) for ``knn_k`` and every ``extra_knn_k`` (the mean of ``knn_correct_k<knn_k>`` is
-    ``knn_acc``) and ``knn_k`` (a 0-d int64 array). Two models evaluated on the same test split
+    ``knn_acc``) and ``knn_k`` (a 0-d int64 array); ``x_sha256`` (0-d str: :func:`x_fingerprint`
+    of the ``n_test`` prepared test images), ``nll_samples`` and ``nll_points`` (0-d int64) say
+    what was measured, so that :func:`~torchmim.experiments.statistics.compare_points` refuses
+    points of other images or another NLL estimate. Two models evaluated on the same test split
     have the same points in the same order, so these pair over test points — a comparison of them
     measures test-sample noise, not the spread over training seeds.
     """
@@ -277,7 +282,10 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
                                               max_pairs=cfg.nll_max_pairs, seed=seed,
                                               progress=progress)
     points: dict[str, np.ndarray] = {"test_index": np.arange(xt.shape[0], dtype=np.int64),
-                                     "nll": nll_points}
+                                     "nll": nll_points,
+                                     "x_sha256": np.asarray(x_fingerprint(xt)),
+                                     "nll_samples": np.asarray(nll_samples, dtype=np.int64),
+                                     "nll_points": np.asarray(x_nll.shape[0], dtype=np.int64)}
     out.update({
         "nll": nll,
         "recon_rmse": recon_error,  # the name of results written before recon_error existed
@@ -315,6 +323,15 @@ def _evaluate(model: LatentVariableModel, cfg: EvalConfig, x_test: Any, y_test: 
     return out, points
 
 
+def x_fingerprint(x: Tensor) -> str:
+    """The sha256 (hex) of the prepared test images ``x`` as float32 bytes (contiguous, on the
+    CPU): two evaluations with the same fingerprint measured the same images in the same order."""
+    import hashlib
+
+    data = x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
 def write_points(path: str | Path, points: dict[str, np.ndarray]) -> None:
     """Write the ``points`` of :func:`evaluate_points` to ``path`` (``points.npz``) atomically:
     a reader or a crash sees the old file or the new one, never a part."""
@@ -334,8 +351,9 @@ def read_points(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             points = {k: np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read the test points {path}: {e}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"cannot read the test points {path}: {reason}") from None
     if "nll" not in points or "test_index" not in points:
         raise DataError(f"{path} is not a points file of torchmim's evaluation (no nll/test_index)")
     return points

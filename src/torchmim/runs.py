@@ -407,5 +407,7 @@ def _finish_run(config: RunConfig, model: LatentVariableModel, data: DataSplits,
         save_model(model, out / "model.pt")
         if config.eval.save_points:  # before metrics.json: a finished run has both
             write_points(out / POINTS_FILE, points)
+        else:  # an earlier finish of this folder (resumed for more epochs) saved another model's
+            (out / POINTS_FILE).unlink(missing_ok=True)
         atomic_write_json(out / "metrics.json", metrics)
     return metrics

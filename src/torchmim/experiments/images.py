@@ -20,10 +20,12 @@ samples and test points; one seed) — its numbers show the orderings, not the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from .aggregate import aggregate
 from .figures import SWEEP_FIGURES, FigureSkipped, _load, select_cells
 from .spec import Cell, FigureSpec, SweepSpec
@@ -178,11 +180,13 @@ def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
         lines.append(f"| {data} (torchmim) | " + " | ".join(ours_cells) + " |")
         lines.append(f"| {data} (paper) | " + " | ".join(paper_cells) + " |")
     def per_data(key: str) -> str:
-        # one value for all rows, else each data set's (e.g. 4000 for MNIST, 3000 for Omniglot)
-        values = {d: sorted({int(r.get(key, 0)) for r in rows if r["data"] == d}) for d in datasets}
-        if len({tuple(v) for v in values.values()}) == 1:
-            return "/".join(str(v) for v in next(iter(values.values())))
-        return ", ".join(f"{'/'.join(str(x) for x in v)} ({d})" for d, v in values.items())
+        # one value for all rows, else each data set's (e.g. 4000 for MNIST, 3000 for Omniglot);
+        # a missing, empty or NaN value (a CSV of older runs) is skipped, "–" when none is left
+        values = {d: sorted({v for r in rows if r["data"] == d
+                             if (v := _count(r.get(key))) is not None}) for d in datasets}
+        if len({tuple(v) for v in values.values()}) <= 1:
+            return "/".join(str(v) for v in next(iter(values.values()), [])) or "–"
+        return ", ".join(f"{'/'.join(str(x) for x in v) or '–'} ({d})" for d, v in values.items())
 
     lines += ["", f"torchmim: NLL by importance sampling with S = {per_data('nll_samples')} on "
                   f"{per_data('nll_points')} test images; k-NN fit on "
@@ -192,6 +196,15 @@ def paper_table(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]], cell
                   "sets, k-NN fit on the whole training split (50,000 images for MNIST and "
                   "Fashion-MNIST).", ""]
     return "\n".join(lines)
+
+
+def _count(value: Any) -> int | None:
+    """A count of a results row as an int; None for a missing, empty, NaN or non-number value."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) else None
 
 
 @SWEEP_FIGURES.register("test_point_claims")
@@ -205,8 +218,11 @@ def test_point_claims(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]]
     points (``points.npz``, ``eval.save_points``), one row per metric (NLL: paired t-test; 5-NN
     accuracy: exact McNemar test) by :func:`~torchmim.experiments.statistics.compare_points`.
     Settings where a side is missing or has no ``points.npz`` are listed as skipped. The noise
-    measured is the test sample's for the models trained, not the spread over training seeds."""
+    measured is the test sample's for the models trained, not the spread over training seeds.
+    Each row names its side ``a`` (``mim`` or ``amim``); a one-line :class:`ConfigError` when a
+    setting has both (which to compare would be ambiguous)."""
     from ..evaluation import POINTS_FILE, read_points
+    from ..figures.style import objective_label
     from .statistics import points_markdown
     from .tables import write_csv
 
@@ -216,20 +232,29 @@ def test_point_claims(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]]
     done = {r["cell"] for r in rows}
     by = [k for k in spec.grid if k != group]
     settings: dict[tuple, dict[str, Cell]] = {}
+    a_of: dict[tuple, str] = {}  # setting → its side "a" objective, over all cells, done or not
     for cell in cells:
-        if cell.id not in done:
-            continue
         side = cell.params.get(group)
+        setting = tuple(cell.params.get(k) for k in by)
+        if side in a_sides:
+            if a_of.setdefault(setting, side) != side:
+                where = ", ".join(f"{k} {v}" for k, v in zip(by, setting))
+                raise ConfigError(
+                    f"sweep {spec.name}: setting {where} has both a {a_of[setting]} and a {side} "
+                    f"cell; test_point_claims compares one of them with {b_name} (exclude the "
+                    "other)")
         key = "a" if side in a_sides else "b" if side == b_name else None
-        if key is not None:
-            settings.setdefault(tuple(cell.params.get(k) for k in by), {})[key] = cell
+        if key is not None and cell.id in done:
+            settings.setdefault(setting, {})[key] = cell
     table: list[dict[str, Any]] = []
     skipped: list[str] = []
     for setting, pair in settings.items():
         where = ", ".join(f"{k} {v}" for k, v in zip(by, setting))
         missing = [c.id for c in pair.values() if not (out / "cells" / c.id / POINTS_FILE).is_file()]
         if len(pair) < 2 or missing:
-            why = (f"no finished {'VAE' if 'a' in pair else 'MIM/A-MIM'} cell" if len(pair) < 2
+            lacking = (objective_label(b_name) if "a" in pair
+                       else objective_label(a_of.get(setting, a_name)))
+            why = (f"no finished {lacking} cell" if len(pair) < 2
                    else f"no {POINTS_FILE} in {', '.join(missing)}")
             skipped.append(f"{where}: {why}")
             continue
@@ -244,8 +269,9 @@ def test_point_claims(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]]
     if csv:
         write_csv(out / csv, table, first=[*by, "metric", "claim"])
     n_holds = sum(r["verdict"] == "holds" for r in table)
-    lines = [f"Claims paired over test images: {n_holds} of {len(table)} hold (MIM, A-MIM for "
-             "PixelHVAE, against VAE; NLL: paired t-test on the per-image NLL, 5-NN accuracy: "
+    a_labels = " or ".join(dict.fromkeys(objective_label(r["a"]) for r in table))
+    lines = [f"Claims paired over test images: {n_holds} of {len(table)} hold ({a_labels} against "
+             f"{objective_label(b_name)}; NLL: paired t-test on the per-image NLL, 5-NN accuracy: "
              "exact McNemar test on the images one model classifies correctly and the other not; "
              "95% percentile-bootstrap interval of the mean difference over test images; a claim "
              "holds when p < 0.05 and the interval lies on the claimed side of zero).", "",

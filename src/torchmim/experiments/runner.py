@@ -233,12 +233,26 @@ OUTPUT_ONLY_KEYS = (("eval", "save_points"),)
 
 
 def _outcome(config: dict[str, Any]) -> dict[str, Any]:
-    """A config (or a sweep's base) dict without :data:`OUTPUT_ONLY_KEYS`."""
+    """A config (or a sweep's base) dict without :data:`OUTPUT_ONLY_KEYS`; a section left empty
+    by that is dropped (a base whose ``eval`` held only ``save_points`` equals one without
+    ``eval``)."""
     out = dict(config)
     for section, key in OUTPUT_ONLY_KEYS:
-        if isinstance(out.get(section), dict):
+        if isinstance(out.get(section), dict) and key in out[section]:
             out[section] = {k: v for k, v in out[section].items() if k != key}
+            if not out[section]:
+                del out[section]
     return out
+
+
+def _outcome_overrides(overrides: Any) -> Any:
+    """A sweep's ``overrides`` (``key.sub=value`` strings, as in ``sweep.json``) without those
+    that set :data:`OUTPUT_ONLY_KEYS`."""
+    if not isinstance(overrides, list):
+        return overrides
+    skip = {f"{section}.{key}" for section, key in OUTPUT_ONLY_KEYS}
+    return [o for o in overrides
+            if not (isinstance(o, str) and o.split("=", 1)[0].strip() in skip)]
 
 
 def _grid_label(value: Any) -> str:
@@ -251,12 +265,14 @@ def _grid_label(value: Any) -> str:
 def _compatible(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a folder's finished cells can be shared with a sweep defined by ``new``.
 
-    Base (but for :data:`OUTPUT_ONLY_KEYS`), exclusions and overrides must be equal and the grid
+    Base and overrides (but for :data:`OUTPUT_ONLY_KEYS`) and exclusions must be equal and the grid
     must have the same keys; the grid's values may differ (``--grid seed=0,1,2`` now, all seeds
     later, in the same folder), but a value both grids name (a variant's label) must mean the same
     thing in both.
     """
-    if any(old.get(k) != new.get(k) for k in ("exclude", "overrides")):
+    if old.get("exclude") != new.get("exclude"):
+        return False
+    if _outcome_overrides(old.get("overrides")) != _outcome_overrides(new.get("overrides")):
         return False
     if _outcome(old.get("base") or {}) != _outcome(new.get("base") or {}):
         return False

@@ -225,7 +225,9 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
     difference is larger than the test set can resolve, not whether it would recur on retraining.
 
     Raises :class:`DataError` (one line) when ``a`` and ``b`` were not measured on the same test
-    points (different ``test_index``, or arrays of different lengths).
+    points (different ``test_index``, or arrays of different lengths) or, where both carry them
+    (points written before they existed do not), on different images (``x_sha256``) or with
+    another NLL estimate (``nll_samples``, ``nll_points``).
     """
     claims = resolve_claims(claims)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
@@ -236,6 +238,12 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
             np.asarray(a["test_index"]), np.asarray(b["test_index"])):
         raise DataError(f"compare_points: the two models were measured on different test points "
                         f"({len(a['test_index'])} and {len(b['test_index'])}, or another order)")
+    for key, what in (("x_sha256", "different test images (x_sha256 differs)"),
+                      ("nll_samples", "NLLs of different importance samples per image"),
+                      ("nll_points", "NLLs on different numbers of test images")):
+        if key in a and key in b and np.asarray(a[key]).item() != np.asarray(b[key]).item():
+            raise DataError(f"compare_points: the two sides hold {what}: {key} "
+                            f"{np.asarray(a[key]).item()} vs {np.asarray(b[key]).item()}")
     out: list[dict[str, Any]] = []
     for metric, claim in claims.items():
         key_a, key_b = _point_key(metric, a), _point_key(metric, b)
@@ -369,11 +377,17 @@ def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
                     compare: Sequence[str] = COMPARE) -> str:
     """A Markdown table of :func:`compare_points`' rows (each with its setting's ``by`` values):
     per setting and metric the test points, both means, the difference with its 95% bootstrap
-    interval over test points, the test and its p, and the verdict."""
+    interval over test points, the test and its p, and the verdict. A row's sides are named by
+    its ``a`` and ``b`` objectives where it has them (A-MIM for a row with ``a`` = ``amim``),
+    else by ``compare``; a header names every side ``a`` of the table (``MIM/A-MIM mean``)."""
     from ..figures.style import objective_label
 
-    a, b = (objective_label(c) for c in compare)
-    b_term = f"({b})" if " " in b else b
+    def sides(r: Mapping[str, Any]) -> tuple[str, str]:
+        return objective_label(r.get("a") or compare[0]), objective_label(r.get("b") or compare[1])
+
+    a = "/".join(dict.fromkeys(sides(r)[0] for r in table)) or objective_label(compare[0])
+    b = "/".join(dict.fromkeys(sides(r)[1] for r in table)) or objective_label(compare[1])
+    b_term = f"({b})" if " " in b or "/" in b else b
     head = [*by, "metric", "claim", "test points", f"{a} mean", f"{b} mean",
             f"{a} − {b_term} [95% CI]", "test", "p", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -381,8 +395,9 @@ def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
         test = str(r["test"])
         if "a_only" in r:
             test += f" ({r['a_only']} vs {r['b_only']} discordant)"
+        ra, rb = sides(r)
         cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
-                 f"{a} {'>' if r['claim'] == 'higher' else '<'} {b}", str(r["n"]),
+                 f"{ra} {'>' if r['claim'] == 'higher' else '<'} {rb}", str(r["n"]),
                  _num(r["a_mean"]), _num(r["b_mean"]),
                  f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
                  test, format_p(r["p"]), str(r.get("verdict", ""))]
