@@ -663,6 +663,12 @@ def test_omniglot_png_config_split(omniglot_dir, isolated_cache, png_cache):
     assert not np.array_equal(other.train.ids, s.train.ids)
     chars = OmniglotConfig(**base, labels="character", n_val=100).load()
     assert chars.num_classes == 242 and len(chars.val[0]) == 100
+    # a prefix of the test set is a uniform sample of it, not the first alphabets in file order
+    # (fails if the test indices come sorted: the first 300 drawings then hold 3 of 8 alphabets)
+    first = OmniglotConfig(**base, n_test=300).load(seed=0)
+    share = np.bincount(np.asarray(first.test[1]), minlength=8) / 300
+    whole = np.bincount(np.asarray(s.test[1]), minlength=8) / n_test
+    assert (share > 0).all() and np.abs(share - whole).max() < 0.08
 
 
 def test_omniglot_source_auto_and_missing(omniglot_dir, tmp_path, isolated_cache):
