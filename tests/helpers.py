@@ -1,6 +1,11 @@
-"""Small hand-built models whose densities are known in closed form, and tiny image models."""
+"""Small hand-built models whose densities are known in closed form, tiny image models, and the
+loader of the repository's scripts and benchmarks (not a package) for tests."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -82,3 +87,15 @@ def binary_images(n: int, x_shape=(1, 8, 8), seed: int = 0) -> torch.Tensor:
     p = labels * proto + (1 - labels) * (1 - proto)
     p = 0.1 + 0.8 * p
     return torch.bernoulli(p.expand(n, *x_shape), generator=g)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_file(relative_path: str) -> ModuleType:
+    """A script or benchmark of the repository (``scripts/x.py``, ``bench/x.py``) as a module."""
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 from torchmim.experiments.images import image_tables, paper_table
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import load_file
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("image_report", ROOT / "scripts/image_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("scripts/image_report.py")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

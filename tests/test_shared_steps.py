@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -27,6 +26,8 @@ from torchmim.cli import main
 from torchmim.errors import CheckpointError, ConfigError
 from torchmim.trained import load_trained, model_file
 from torchmim.training import run_group
+
+from .helpers import load_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,9 +116,7 @@ def test_every_command_resolves_a_run_folder_or_model_file_the_same_way(places, 
 def test_the_benchmark_times_the_same_frozen_nll_the_test_checks():
     # catches: bench/image.py growing its own copy of 0.1's algorithm again (two baselines that
     # can drift apart: the benchmark would time something the test no longer checks)
-    spec = importlib.util.spec_from_file_location("bench_image", ROOT / "bench" / "image.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_file("bench/image.py")
     assert bench.nll_0_1 is torchmim._reference.nll_0_1
     fast_paths_test = (ROOT / "tests" / "test_fast_paths.py").read_text()
     assert "from torchmim._reference import nll_0_1" in fast_paths_test

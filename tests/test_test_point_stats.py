@@ -7,9 +7,7 @@ and scripts/image_points.py (backfill of sweeps from before eval.save_points).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,14 +22,11 @@ from torchmim.experiments.runner import run_sweep
 from torchmim.experiments.spec import FigureSpec, SweepSpec
 from torchmim.experiments.statistics import compare_points, paired_test
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import load_file
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("image_points", ROOT / "scripts/image_points.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("scripts/image_points.py")
 
 
 # ---------------------------------------------------------------------------- metrics
