@@ -12,7 +12,6 @@ the sweep or by ``scripts/image_points.py``). docs/images.md quotes this output.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from torchmim.errors import TorchMIMError
 from torchmim.experiments.images import ARCHS, PIXEL, image_tables, paper_table
 from torchmim.experiments.statistics import format_p
+from torchmim.experiments.tables import read_csv
 from torchmim.figures.style import objective_label
 from torchmim.metric_names import metric_label
 
@@ -29,32 +29,11 @@ _ORDER = {a["label"]: i for i, a in enumerate(ARCHS)}
 RUN_METRICS = ("nll", "knn_acc_k1", "knn_acc_k3", "knn_acc", "knn_acc_k10")
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def _float(v: Any) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
         return float("nan")
-
-
-def _num_rows(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """CSV strings → numbers where they are numbers (paper_table aggregates them); an empty field
-    (a measure that run lacks) → NaN; other text stays text."""
-    out = []
-    for r in rows:
-        conv: dict[str, Any] = {}
-        for k, v in r.items():
-            f = _float(v)
-            if v is None or str(v).strip() == "":
-                conv[k] = math.nan
-            else:
-                conv[k] = v if f != f and v not in ("nan", "NaN") else f
-        out.append(conv)
-    return out
 
 
 def _fmt(value: Any, spec: str = "") -> str:
@@ -102,14 +81,14 @@ def claims_table(folders: list[Path]) -> str:
             print(f"note: {path} does not exist (run scripts/image_points.py {folder})",
                   file=sys.stderr)
             continue
-        table += _read(path)
+        table += read_csv(path)
     table.sort(key=lambda r: (str(r.get("data")), _ORDER.get(r.get("model"), 99), _seed_key(r),
                               str(r.get("metric"))))
     for r in table:
         digits = ".2f" if r["metric"] == "nll" else ".3f"
         signed = "+" + digits
         test = r["test"]
-        if r.get("a_only"):
+        if r.get("a_only") is not None:
             test += f" ({_fmt(r['a_only'], 'd')} vs {_fmt(r['b_only'], 'd')} discordant)"
         compared = (f"{objective_label(r.get('a') or 'mim')} vs "
                     f"{objective_label(r.get('b') or 'vae')}")
@@ -134,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} does not exist (not a finished image-tables sweep folder)",
                   file=sys.stderr)
             return 2
-        rows += _num_rows(_read(path))
+        rows += read_csv(path)  # numbers parsed; an empty field (a measure a run lacks): None
     if not rows:
         print("error: the folders hold no finished cells", file=sys.stderr)
         return 2
