@@ -7,8 +7,8 @@ claims paired over test images (``claims_test_points.md``/``.csv``).
 For sweeps run before ``eval.save_points`` existed. For each finished cell (``metrics.json`` and
 ``model.pt``) without ``points.npz`` (or each of ``--cells``; ``--force``: every finished cell) it
 takes the cell's run folder lock, reloads the trained model onto the cell's ``train.device``,
-rebuilds the data splits from the cell's ``config.yaml`` as the run did (the seed derived for
-"data"), runs the same evaluation (the cell's ``eval`` config, the seed derived for "eval") with
+rebuilds the data splits from the cell's ``config.yaml`` and evaluates as the run did
+(``torchmim.runs.load_run_data`` and ``evaluate_trained``, the functions the runs use) with
 torch's thread count set to the one the cell's ``environment.json`` recorded, and checks the
 recomputed ``nll`` and ``knn_acc`` against the cell's ``metrics.json`` (both printed). Within
 :data:`TOLERANCE` (relative) it writes ``points.npz`` atomically; beyond it writes nothing for
@@ -30,14 +30,13 @@ import torch
 
 from torchmim.config import from_dict
 from torchmim.errors import TorchMIMError
-from torchmim.evaluation import POINTS_FILE, evaluate_points, write_points
+from torchmim.evaluation import POINTS_FILE, write_points
 from torchmim.experiments.figures import FigureSkipped
 from torchmim.experiments.images import test_point_claims
 from torchmim.experiments.spec import SweepSpec, expand
 from torchmim.io import atomic_write_text, load_model, read_json
 from torchmim.locking import FolderLock
-from torchmim.runs import RunConfig
-from torchmim.seeding import derive_seed, seed_everything
+from torchmim.runs import RunConfig, evaluate_trained, load_run_data
 from torchmim.threads import torch_threads
 from torchmim.training import resolve_device
 
@@ -77,11 +76,9 @@ def recompute_points(cell_folder: Path) -> tuple[dict[str, Any], dict[str, Any]]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         threads = torch.get_num_threads()
     with torch_threads(threads):
-        seed_everything(derive_seed(config.seed, "data"))  # as runs._prepare_run
-        data = config.data.load(seed=config.seed)
+        data = load_run_data(config)
         model = load_model(cell_folder / "model.pt", map_location=device).to(device)
-        model.data_transform = data.transform  # as runs._finish_run
-        return evaluate_points(model, data, config.eval, seed=derive_seed(config.seed, "eval"))
+        return evaluate_trained(config, model, data)
 
 
 def _relative(a: float, b: float) -> float:

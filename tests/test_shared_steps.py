@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 import torchmim as tm
@@ -165,3 +166,49 @@ def test_a_group_member_ends_as_its_run_does(tmp_path):
     assert transform is not None
     assert transform == tm.load_model(tmp_path / "alone" / "model.pt").data_transform
     assert transform == member.model.data_transform == alone.data.transform
+
+
+# ----------------------------------------------- a run's data and evaluation, for every caller
+@pytest.fixture
+def unseeded_data():
+    """A data set, registered for this test only, whose loader draws its split from torch's
+    global generator (as a user's loader calling ``torch.randperm`` without a generator does)."""
+    from dataclasses import dataclass
+
+    from torch.utils.data import TensorDataset
+
+    from torchmim.data import DATASETS, DataConfig, DataSplits
+
+    name = "test-unseeded-split"
+
+    @dataclass
+    class Unseeded(DataConfig):
+        def load(self, seed=0):
+            g = torch.Generator().manual_seed(0)  # the same 150 points every time ...
+            x = torch.randn(150, 2, generator=g)
+            y = (x[:, 0] > 0).long()
+            order = torch.randperm(150)  # ... split by the global generator
+            x, y = x[order], y[order]
+            return DataSplits(train=TensorDataset(x[:90], y[:90]), val=(x[90:120], y[90:120]),
+                              test=(x[120:], y[120:]), train_eval=(x[:90], y[:90]),
+                              x_shape=(2,), num_classes=2)
+
+    DATASETS.register(name, Unseeded)
+    yield name
+    del DATASETS._entries[name]
+
+
+def test_evaluate_sees_the_test_split_the_run_saw(unseeded_data, tmp_path):
+    # catches: `torchmim evaluate` (or the image backfill, which calls the same load_run_data)
+    # loading the data without the run's "data" seeding: the global generator is then wherever
+    # the process left it, the split is another one and the metrics differ
+    config = _config({"name": unseeded_data}, 3)
+    tm.run(config, tmp_path / "run")
+    torch.manual_seed(12345)  # the CLI's process state is not the run's
+    res = CliRunner().invoke(main, ["evaluate", str(tmp_path / "run"),
+                                    "--out", str(tmp_path / "again.json")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "again.json").read_text())
+    for key in ("nll", "knn_acc", "recon_rmse", "mi"):
+        assert again[key] == saved[key], key

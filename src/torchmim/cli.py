@@ -232,8 +232,7 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
     from .config import apply_overrides, load_config_file
     from .errors import ConfigError
     from .io import load_model
-    from .runs import RunConfig, evaluate_run
-    from .seeding import derive_seed
+    from .runs import RunConfig, evaluate_trained, load_run_data
     from .trained import model_file
 
     checkpoint = model_file(checkpoint, checkpoint_fallback=False)  # a run folder: its best model
@@ -243,9 +242,8 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
         raise ConfigError(f"no run config at {cfg_path}: pass --config FILE to say which data to "
                           "evaluate on")
     config = RunConfig.from_dict(apply_overrides(load_config_file(cfg_path), overrides))
-    data = config.data.load(seed=config.seed)
-    metrics = evaluate_run(model, data, config.eval, seed=derive_seed(config.seed, "eval"),
-                           progress=True)
+    data = load_run_data(config)  # the run's test split, loaded as the run loaded it
+    metrics, _ = evaluate_trained(config, model, data, progress=True)
     text = json.dumps(metrics, indent=2)
     click.echo(text)
     if out_file is not None:  # atomically: a crash never leaves half a file

@@ -74,7 +74,8 @@ from .training.trainer import (
 
 __all__ = ["RESUME_SAFE_KEYS", "RUN_FILES", "RUN_FOLDERS", "EvalConfig", "InitConfig", "RunConfig",
            "RunResult",
-           "check_run_folder", "evaluate_run", "run", "start_run_folder"]
+           "check_run_folder", "evaluate_run", "evaluate_trained", "load_run_data", "run",
+           "start_run_folder"]
 
 #: The files of a run folder (``init/`` holds the first stage's checkpoint and model).
 RUN_FILES = ("config.yaml", "environment.json", "checkpoint.pt", "history.csv", "model.pt",
@@ -363,6 +364,24 @@ def _run(config: RunConfig, out: Path | None, resumed: dict[str, Any] | None,
     return RunResult(config, trainer.model, metrics, history, data, out)
 
 
+def load_run_data(config: RunConfig) -> DataSplits:
+    """The data splits a run of ``config`` trains and is evaluated on, loaded as every run loads
+    them: under the seed derived from ``config.seed`` for "data" (a loader that draws, e.g. a
+    subset or a split, draws the same). Used by the runs themselves, ``torchmim evaluate`` and the
+    backfill of per-test-point values, so that all three see the same test split."""
+    seed_everything(derive_seed(config.seed, "data"))
+    return config.data.load(seed=config.seed)
+
+
+def evaluate_trained(config: RunConfig, model: LatentVariableModel, data: DataSplits, *,
+                     progress: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, points)`` of a trained model of a run of ``config`` as the run evaluates it:
+    :func:`~torchmim.evaluation.evaluate_points` with ``config.eval`` on ``data``'s test split
+    (from :func:`load_run_data`), every estimate seeded from the seed derived for "eval"."""
+    return evaluate_points(model, data, config.eval, seed=derive_seed(config.seed, "eval"),
+                           progress=progress)
+
+
 def _prepare_run(config: RunConfig) -> tuple[DataSplits, LatentVariableModel]:
     """The data splits and the initial model of a run, seeded from ``config.seed`` as every run
     is (:func:`run`, a member of :func:`~torchmim.training.run_group`, each process of
@@ -370,8 +389,7 @@ def _prepare_run(config: RunConfig) -> tuple[DataSplits, LatentVariableModel]:
     "data", the model's initialisation under the one for "init". A one-line
     :class:`~torchmim.errors.ConfigError` when the model's input shape is not the data's. The
     caller attaches ``data.transform`` to the model when its checkpoints are to carry it."""
-    seed_everything(derive_seed(config.seed, "data"))
-    data = config.data.load(seed=config.seed)
+    data = load_run_data(config)
     seed_everything(derive_seed(config.seed, "init"))
     model = config.model.build()
     if tuple(model.x_shape) != tuple(data.x_shape):
@@ -389,11 +407,11 @@ def _finish_run(config: RunConfig, model: LatentVariableModel, data: DataSplits,
     under the seed derived for "eval", and its metrics (the measures, the epochs, the selected
     epoch and its validation loss, the training time and the data's facts) are returned and,
     with ``out``, written with the model (``model.pt``, ``metrics.json``, and with
-    ``eval.save_points`` the per-test-point values ``points.npz`` of the same evaluation)."""
+    ``eval.save_points`` the per-test-point values ``points.npz`` of the same evaluation).
+    The data come from :func:`load_run_data` and the evaluation is :func:`evaluate_trained`."""
     model.data_transform = data.transform  # saved with the model (e.g. a standardisation)
     start = time.perf_counter()
-    metrics, points = evaluate_points(model, data, config.eval,
-                                      seed=derive_seed(config.seed, "eval"))
+    metrics, points = evaluate_trained(config, model, data)
     metrics.update({
         "eval_seconds": time.perf_counter() - start,
         "epochs": epoch,
