@@ -2,8 +2,10 @@
 
     python scripts/claims_table.py results/fig4-clean/claims.csv
 
-One row per setting, one column per metric: MIM − VAE mean [95% bootstrap CI], the paired t-test p,
-and a mark when the claim does not hold (✗ opposite, ~ not significant). The numbers are those a
+One row per setting, one column per metric: MIM − VAE mean [95% interval], the paired t-test p and,
+where it differs, its Holm-adjusted p (over the settings of the metric; the verdict is judged on
+it), and a mark when the claim does not hold (✗ opposite, ~ not significant, – no claim in the
+paper). The numbers are those a
 sweep (or ``torchmim report``) wrote with :mod:`torchmim.experiments.statistics`.
 """
 
@@ -18,7 +20,7 @@ from torchmim.metric_names import metric_label
 #: the metrics shown, in this column order (their headers: torchmim.metric_names)
 CLAIMS_METRICS = ("mi", "mi_standardized", "mi_rank", "nll", "recon_error", "knn_acc",
                   "consistency_x", "consistency_z")
-MARK = {"holds": "", "opposite": " ✗", "not significant": " ~"}
+MARK = {"holds": "", "opposite": " ✗", "not significant": " ~", "no claim in the paper": " –"}
 
 
 def fmt(row: dict[str, str]) -> str:
@@ -26,6 +28,12 @@ def fmt(row: dict[str, str]) -> str:
     big = max(abs(d), abs(lo), abs(hi))
     spec = "+.3g" if big >= 1e4 else "+.2f" if big >= 1 else "+.3f"
     p_text = "p < 1e-4" if p < 1e-4 else f"p {p:.2g}"
+    holm = row.get("p_holm") or ""
+    if holm not in ("", "nan"):  # the verdict is judged on Holm's p: shown where it reads apart
+        q = float(holm)
+        q_text = "p < 1e-4" if q < 1e-4 else f"p {q:.2g}"
+        if q_text != p_text:
+            p_text += f", Holm {q_text[2:]}"
     interval = f"{d:{spec}} [{lo:{spec}}, {hi:{spec}}]".replace("-", "−")
     return f"{interval}, {p_text}{MARK.get(row['verdict'], ' ?')}"
 

@@ -72,8 +72,8 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
 def claims_table(folders: list[Path]) -> str:
     """The folders' claims paired over test images, one row per (data, model, seed, metric)."""
     lines = ["| data | model | seed | metric | test images | compared | mean a | mean b | "
-             "a − b [95% CI] | test | p | verdict |",
-             "|---|---|---:|---|---:|---|---:|---:|---|---|---:|---|"]
+             "claim | a − b [95% CI] | test | p | Holm-adjusted p | verdict |",
+             "|---|---|---:|---|---:|---|---:|---:|---|---|---|---:|---:|---|"]
     table: list[dict[str, Any]] = []
     for folder in folders:
         path = folder / "claims_test_points.csv"
@@ -90,15 +90,16 @@ def claims_table(folders: list[Path]) -> str:
         test = r["test"]
         if r.get("a_only") is not None:
             test += f" ({_fmt(r['a_only'], 'd')} vs {_fmt(r['b_only'], 'd')} discordant)"
-        compared = (f"{objective_label(r.get('a') or 'mim')} vs "
-                    f"{objective_label(r.get('b') or 'vae')}")
+        a, b = objective_label(r.get("a") or "mim"), objective_label(r.get("b") or "vae")
+        compared = f"{a} vs {b}"
+        claim = {"higher": f"{a} > {b}", "lower": f"{a} < {b}"}.get(r.get("claim"), "–")
         lines.append(
             f"| {r['data']} | {r['model']} | {_fmt(r.get('seed'), 'd')} | "
             f"{metric_label(r['metric'], 'claims')} | {_fmt(r['n'], 'd')} | {compared} | "
-            f"{_fmt(r['a_mean'], digits)} | {_fmt(r['b_mean'], digits)} | "
+            f"{_fmt(r['a_mean'], digits)} | {_fmt(r['b_mean'], digits)} | {claim} | "
             f"{_fmt(r['diff_mean'], signed)} [{_fmt(r['ci_low'], signed)}, "
             f"{_fmt(r['ci_high'], signed)}] | {test} | {format_p(_float(r['p']))} | "
-            f"{r['verdict']} |")
+            f"{format_p(_float(r.get('p_holm')))} | {r['verdict']} |")
     return "\n".join(lines) if table else "(no claims_test_points.csv in these folders)"
 
 
@@ -114,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         rows += read_csv(path)  # numbers parsed; an empty field (a measure a run lacks): None
+    seen: dict[tuple, int] = {}
+    for r in rows:  # two folders with the same run would be averaged as if they were two seeds
+        key = tuple(r.get(k) for k in ("data", "model", "objective.name", "seed"))
+        seen[key] = seen.get(key, 0) + 1
+    twice = [", ".join(str(v) for v in k) for k, n in seen.items() if n > 1]
+    if twice:
+        print(f"error: the folders hold the same run more than once ({'; '.join(twice)}): "
+              "pass one folder per data set and seed", file=sys.stderr)
+        return 2
     if not rows:
         print("error: the folders hold no finished cells", file=sys.stderr)
         return 2

@@ -88,3 +88,31 @@ def test_paper_table_footnote_skips_missing_counts():
     only_missing = [{k: v for k, v in rows[0].items() if k != "n_test"}]
     assert "scored on – test codes" in paper_table(image_tables(), Path("."), only_missing, [],
                                                    metric="nll", table=1)
+
+
+def test_the_same_run_in_two_folders_is_refused(tmp_path, capsys):
+    # fails if two folders holding the same (data, model, objective, seed) were averaged as if
+    # they were two seeds ("238.83 ± 0.00 (n=2)")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _folder(tmp_path / "a"), _folder(tmp_path / "b")
+    assert _script().main([str(first), str(second)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the folders hold the same run more than once") and "\n" not in err
+
+
+def test_the_image_sweep_claims_the_side_each_paper_cell_shows():
+    # fails if Table 2's one reversed cell (Fashion-MNIST PixelHVAE (S): VAE 0.76 > A-MIM 0.71)
+    # were claimed for MIM, or Omniglot's k-NN (no value in the paper) were claimed at all
+    from torchmim.experiments.images import PAPER_TABLE2, image_tables, paper_claim_exceptions
+
+    exceptions = paper_claim_exceptions()
+    as_set = {(e["where"]["data"], e["where"]["model"], e["metric"], e["claim"])
+              for e in exceptions}
+    assert ("Fashion-MNIST", "PixelHVAE (S)", "knn_acc", "lower") in as_set
+    assert {(d, m) for d, m, metric, c in as_set if metric == "knn_acc" and c is None} == {
+        ("Omniglot", m) for m in PAPER_TABLE2["MNIST"]}
+    assert not any(metric == "nll" for _, _, metric, _ in as_set)  # Table 1: VAE better in all
+    assert len(exceptions) == 5
+    spec = image_tables()
+    assert spec.claim_exceptions == exceptions and spec.compare == [["mim", "amim"], "vae"]

@@ -51,7 +51,8 @@ def test_t_statistic_matches_hand_computation():
 def test_bootstrap_interval_is_seeded_and_percentile_of_resampled_means():
     # catches: an unseeded generator, or an interval that is not the resampled means' quantiles
     a, b = np.array([1.0, 2.0, 4.0, 7.0]), np.array([0.0, 0.5, 1.0, 1.5])
-    first, second = paired_test(a, b, seed=3), paired_test(a, b, seed=3)
+    first = paired_test(a, b, seed=3, interval="bootstrap")
+    second = paired_test(a, b, seed=3, interval="bootstrap")
     assert (first["ci_low"], first["ci_high"]) == (second["ci_low"], second["ci_high"])
     d = a - b
     rng = np.random.default_rng(3)
@@ -69,9 +70,95 @@ def test_interval_covers_true_difference_at_about_nominal_rate():
     for i in range(reps):
         b = rng.normal(0.0, 1.0, 30)
         a = b + 0.5 + rng.normal(0.0, 1.0, 30)  # true mean difference 0.5
-        out = paired_test(a, b, resamples=1000, seed=i)
+        out = paired_test(a, b, resamples=1000, seed=i, interval="bootstrap")
         hits += out["ci_low"] <= 0.5 <= out["ci_high"]
     assert 0.88 <= hits / reps <= 0.99
+
+
+def test_t_interval_is_the_t_tests_own_and_covers_at_five_pairs():
+    # catches: the across-seed interval not being mean ± t·s/√n (e.g. z instead of t, or the
+    # percentile bootstrap, which covers ~85% at 5 pairs: the second check then fails)
+    from scipy import stats
+
+    a, b = np.array([3.0, 4.5, 2.0, 5.0, 4.0]), np.array([2.0, 4.0, 2.5, 3.0, 3.0])
+    d = a - b
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    out = paired_test(a, b)
+    assert out["ci_low"] == pytest.approx(d.mean() - half, rel=1e-12)
+    assert out["ci_high"] == pytest.approx(d.mean() + half, rel=1e-12)
+    rng = np.random.default_rng(0)
+    hits = sum(paired_test(x + 0.5, np.zeros(5))["ci_low"] <= 0.5
+               <= paired_test(x + 0.5, np.zeros(5))["ci_high"]
+               for x in rng.normal(0, 1, (400, 5)))
+    assert 0.92 <= hits / 400 <= 0.98  # exact 95% for normal differences
+
+
+def test_holm_matches_a_hand_computation():
+    # catches: Bonferroni instead of Holm, a missing running maximum, or NaNs counted as tests
+    from torchmim.experiments.statistics import holm
+
+    p = [0.01, 0.04, 0.03, float("nan"), 0.005]
+    # m = 4 tests: sorted 0.005, 0.01, 0.03, 0.04 → 4·0.005, 3·0.01, 2·0.03, max(0.06, 0.04)
+    out = holm(p)
+    assert out[4] == pytest.approx(0.02) and out[0] == pytest.approx(0.03)
+    assert out[2] == pytest.approx(0.06) and out[1] == pytest.approx(0.06)
+    assert math.isnan(out[3])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_verdicts_use_holm_adjusted_p_per_metric():
+    # catches: verdicts judged on unadjusted p (a p = 0.02 among 5 settings would "hold")
+    rng = np.random.default_rng(4)
+    rows = []
+    for h, shift in enumerate([3.0, 0.0, 0.0, 0.0, 0.0]):
+        base = rng.normal(0, 1, 10)
+        rows += _rows(list(base + shift + rng.normal(0, 1, 10)), list(base), hidden=h)
+    table = compare_objectives(rows, by=["model.hidden"], claims={"mi": "higher"})
+    assert [r["p_holm"] >= r["t_p"] for r in table] == [True] * 5
+    assert table[0]["verdict"] == "holds"
+    # one setting with p = 0.02 alone holds; five of them, Holm-adjusted (×5), do not
+    d = np.array([0.9, 1.3, -0.2, 0.8, 1.1, 0.4, -0.5, 1.2, 0.3, 0.6])
+    alone = paired_test(d, np.zeros(10), claim="higher")
+    assert alone["t_p"] < 0.05 and alone["verdict"] == "holds"
+    five = [r for h in range(5) for r in _rows(list(d), [0.0] * 10, hidden=h)]
+    out = compare_objectives(five, by=["model.hidden"], claims={"mi": "higher"})
+    assert all(r["p_holm"] == pytest.approx(min(1, 5 * alone["t_p"])) for r in out)
+    assert {r["verdict"] for r in out} == ({"not significant"} if 5 * alone["t_p"] >= 0.05
+                                           else {"holds"})
+
+
+def test_claim_exceptions_set_the_side_or_no_claim():
+    # catches: a setting where the paper claims the other side judged on the metric's claim, or a
+    # setting without a paper value given a verdict (and counted in the Holm family)
+    rows = _rows([5.0, 6.0, 7.0, 8.0], [1.0, 1.5, 1.0, 2.0], hidden=1)
+    rows += _rows([5.0, 6.0, 7.0, 8.0], [1.0, 1.5, 1.0, 2.0], hidden=2)
+    plain = compare_objectives(rows, by=["model.hidden"], claims={"mi": "higher"})
+    out = compare_objectives(rows, by=["model.hidden"], claims={"mi": "higher"},
+                             claim_exceptions=[{"where": {"model.hidden": 1}, "metric": "mi",
+                                                "claim": "lower"},
+                                               {"where": {"model.hidden": 2}, "metric": "mi",
+                                                "claim": None}])
+    assert [r["verdict"] for r in plain] == ["holds", "holds"]
+    assert out[0]["claim"] == "lower" and out[0]["verdict"] == "opposite"
+    assert out[1]["claim"] is None and out[1]["verdict"] == "no claim in the paper"
+    assert math.isnan(out[1]["p_holm"]) and out[0]["p_holm"] == pytest.approx(out[0]["t_p"])
+
+
+def test_a_side_of_several_labels_pairs_a_mim_with_vae():
+    # catches: A-MIM settings left unpaired ("too few pairs") in an image sweep's claims.csv, or
+    # a MIM and an A-MIM run of one seed silently both used
+    rows = _rows([5.0, 6.0, 7.0], [1.0, 1.5, 1.0], hidden=1)
+    rows += [{**r, "objective.name": "amim", "model.hidden": 2} for r in
+             _rows([5.0, 6.0, 7.0], [1.0, 1.5, 1.0]) if r["objective.name"] == "mim"]
+    rows += [{**r, "model.hidden": 2} for r in _rows([0.0] * 3, [1.0, 1.5, 1.0])
+             if r["objective.name"] == "vae"]
+    out = compare_objectives(rows, by=["model.hidden"], claims={"mi": "higher"},
+                             compare=(("mim", "amim"), "vae"))
+    assert [r["n"] for r in out] == [3, 3] and out[1]["diff_mean"] == out[0]["diff_mean"]
+    rows.append({"model.hidden": 2, "objective.name": "mim", "seed": 0, "mi": 1.0})
+    with pytest.raises(DataError, match="cannot pair"):
+        compare_objectives(rows, by=["model.hidden"], claims={"mi": "higher"},
+                           compare=(("mim", "amim"), "vae"))
 
 
 def test_pairs_are_matched_by_seed_not_by_row_order():
@@ -105,8 +192,14 @@ def test_too_few_pairs_and_zero_differences_are_reported_not_raised():
     assert zeros["t_p"] == 1.0 and zeros["wilcoxon_p"] == 1.0
     assert zeros["verdict"] == "not significant"
     const = paired_test([2.0] * 3, [1.0] * 3, claim="higher")  # every difference +1
-    assert const["t"] == math.inf and const["t_p"] == 0.0 and const["verdict"] == "holds"
+    # no spread: the exact sign test, 2^(1-n) = 0.25 for 3 pairs, is not evidence (it was p = 0)
+    assert const["t"] == math.inf and const["t_p"] == 0.25
+    assert const["verdict"] == "not significant"
     assert math.isnan(const["wilcoxon_p"])  # below 6 pairs
+    six = paired_test([2.0] * 6, [1.0] * 6, claim="higher")
+    assert six["t_p"] == pytest.approx(1 / 32) and six["verdict"] == "holds"
+    with pytest.raises(DataError, match="non-finite"):
+        paired_test([1.0, float("nan")], [0.0, 0.0])
     ties = paired_test([1.0, 2.0, 3.0, 3.0, 5.0, 6.0, 7.0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     assert 0 < ties["wilcoxon_p"] < 1  # one zero difference dropped, ties among the rest
 
@@ -138,7 +231,8 @@ def test_write_claims_files_and_skips(tmp_path):
     rows = (_rows([5.0, 6.0, 5.5], [1.0, 1.2, 0.9], hidden=5)
             + _rows([5.0, 6.0, 5.5], [1.0, 1.2, 0.9], hidden=20))
     for r in rows:
-        r["nll"] = 2.0 + (0.2 if r["objective.name"] == "mim" else 0.0) + 0.01 * r["seed"]
+        mim = r["objective.name"] == "mim"
+        r["nll"] = 2.0 + (0.2 + 0.02 * r["seed"] if mim else 0.0) + 0.01 * r["seed"]
     spec = {"name": "t", "grid": {"model.hidden": [5, 20], "objective.name": ["vae", "mim"],
                                   "seed": [0, 1, 2]}}
     table = write_claims(rows, spec, tmp_path)
@@ -146,7 +240,7 @@ def test_write_claims_files_and_skips(tmp_path):
         (5, "mi"), (5, "nll"), (20, "mi"), (20, "nll")]
     saved = read_csv(tmp_path / "claims.csv")
     assert saved[0]["metric"] == "mi" and saved[0]["n"] == 3
-    assert saved[1]["verdict"] == "holds"  # NLL: MIM − VAE = +0.2 every seed
+    assert saved[1]["verdict"] == "holds"  # NLL: MIM − VAE = +0.20, +0.22, +0.24
     md = (tmp_path / "claims.md").read_text()
     assert md.startswith("| model.hidden | metric |") and "MIM > VAE" in md
     assert md == claims_markdown(table, ["model.hidden"])

@@ -8,6 +8,7 @@ and scripts/image_points.py (backfill of sweeps from before eval.save_points).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -109,7 +110,8 @@ def test_compare_points_nll_is_paired_tests_t_test_and_interval():
             0, 1e-3, 200)
         rows = compare_points(_points(a, correct), _points(b, correct), seed=2, n_boot=2000)
         nll = next(r for r in rows if r["metric"] == "nll")
-        ref = paired_test(a, b, claim="higher", resamples=2000, seed=2)
+        ref = paired_test(a, b, claim="higher", resamples=2000, seed=2,
+                          interval="bootstrap")
         assert nll["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
         assert (nll["ci_low"], nll["ci_high"]) == (ref["ci_low"], ref["ci_high"])
         assert nll["diff_mean"] == pytest.approx(np.mean(a - b), rel=1e-12, abs=1e-15)
@@ -384,3 +386,50 @@ def test_the_script_writes_no_points_on_a_mismatch_and_takes_the_run_lock(tmp_pa
         os.close(fd)
     report = script.backfill(tmp_path / "sweep", accept_mismatch=True, echo=lambda line: None)
     assert report[0]["written"] and not report[0]["ok"] and (cell / "points.npz").is_file()
+
+
+def test_point_claims_follow_the_papers_side_per_setting_and_holm(tmp_path):
+    # fails if a setting where the paper claims the other side (or nothing) is judged on the
+    # metric's default claim, if verdicts use unadjusted p, if points without the images' sha256
+    # are not flagged, or if one setting that cannot be paired aborts the whole table
+    from torchmim.evaluation import write_points
+    from torchmim.experiments.spec import expand
+
+    spec = SweepSpec(name="paper-side", base={"model": {"hidden": 4}},
+                     grid={"model.hidden": [4, 8, 16], "objective.name": ["mim", "vae"],
+                           "seed": [0]},
+                     claims={"nll": "higher", "knn_acc": "higher"},
+                     claim_exceptions=[{"where": {"model.hidden": 4}, "metric": "knn_acc",
+                                        "claim": "lower"},
+                                       {"where": {"model.hidden": 8}, "metric": "knn_acc",
+                                        "claim": None}])
+    cells = expand(spec)
+    rng = np.random.default_rng(0)
+    b_nll = rng.normal(100, 5, 200)
+    correct_b = rng.random(200) < 0.5
+    correct_a = correct_b | (rng.random(200) < 0.5)  # MIM classifies more images correctly
+    for cell in cells:
+        mim = cell.params["objective.name"] == "mim"
+        n = 150 if cell.params["model.hidden"] == 16 and mim else 200  # cannot be paired
+        nll = (b_nll + 1.0 + rng.normal(0, 0.5, 200) if mim else b_nll)[:n]
+        folder = tmp_path / "cells" / cell.id
+        folder.mkdir(parents=True)
+        write_points(folder / "points.npz", _points(nll, (correct_a if mim else correct_b)[:n]))
+    rows = [{"cell": c.id} for c in cells]
+    text = point_claims_figure(spec, tmp_path, rows, cells, csv="c.csv", n_boot=200)
+    table = {(r["model.hidden"], r["metric"]): r for r in tm.experiments.tables.read_csv(
+        tmp_path / "c.csv")}
+    assert set(table) == {(4, "nll"), (4, "knn_acc"), (8, "nll"), (8, "knn_acc")}
+    assert table[(4, "knn_acc")]["claim"] == "lower"
+    assert table[(4, "knn_acc")]["verdict"] == "opposite"  # MIM ahead, the paper says VAE
+    assert table[(8, "knn_acc")]["verdict"] == "no claim in the paper"
+    assert math.isnan(table[(8, "knn_acc")]["p_holm"])  # not a claim's test: not in the family
+    assert table[(4, "nll")]["verdict"] == table[(8, "nll")]["verdict"] == "holds"
+    nll_p = sorted(table[(h, "nll")]["p"] for h in (4, 8))  # a family of two: Holm's ×2, ×1
+    assert sorted(table[(h, "nll")]["p_holm"] for h in (4, 8)) == pytest.approx(
+        [min(1, 2 * nll_p[0]), max(min(1, 2 * nll_p[0]), nll_p[1])], rel=1e-12)
+    assert table[(4, "knn_acc")]["p_holm"] == table[(4, "knn_acc")]["p"]  # family of one
+    assert "2 of 3 hold" in text  # the unclaimed row is not counted
+    assert "model.hidden 16, seed 0: compare_points: the two models were measured on different" \
+        " test points" in text  # skipped, said why
+    assert "Not verified to be the same test images" in text

@@ -69,10 +69,15 @@ class SweepSpec:
         overrides: ``key.sub=value`` entries applied to every cell *after* its grid values (a
             preset's ``set``, ``--set`` and ``--epochs`` land here, so a variant that sets a whole
             section, e.g. ``data: {name: mnist}``, does not undo them).
-        compare: the two ``group`` values compared seed by seed in ``claims.csv`` (``a − b``).
+        compare: the two ``group`` values compared seed by seed in ``claims.csv`` (``a − b``); a
+            side may be a list of values, one per setting (``[[mim, amim], vae]``: A-MIM where a
+            setting has it instead of MIM).
         claims: metric → ``"higher"`` or ``"lower"``: the side of zero the paper puts
             ``compare[0] − compare[1]`` on (:mod:`torchmim.experiments.statistics`); ``None``: the
             paper's claims about MIM − VAE (``PAPER_CLAIMS``); ``{}``: no claims table.
+        claim_exceptions: settings where the paper claims the other side, or nothing
+            (``{"where": {grid key: value or [values]}, "metric": name, "claim": "higher" |
+            "lower" | null}``; :func:`~torchmim.experiments.statistics.apply_claim_exceptions`).
     """
 
     name: str
@@ -88,8 +93,9 @@ class SweepSpec:
     metrics: list[str] = field(default_factory=lambda: ["mi", "nll", "recon_rmse", "knn_acc"])
     figures: list[FigureSpec] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
-    compare: list[str] = field(default_factory=lambda: ["mim", "vae"])
+    compare: list[Any] = field(default_factory=lambda: ["mim", "vae"])
     claims: dict[str, str] | None = None
+    claim_exceptions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -100,10 +106,19 @@ class SweepSpec:
         if self.x is not None and self.x not in self.grid:
             raise ConfigError(f"sweep {self.name}: x {self.x!r} is not a grid key "
                               f"(grid keys: {', '.join(self.grid)})")
-        if len(self.compare) != 2 or self.compare[0] == self.compare[1]:
+        sides = [c if isinstance(c, list) else [c] for c in self.compare]
+        if (len(sides) != 2 or not all(side and all(isinstance(v, str) for v in side)
+                                       for side in sides) or set(sides[0]) & set(sides[1])):
             raise ConfigError(f"sweep {self.name}: compare must name two different "
-                              f"{self.group} values, got {self.compare}")
+                              f"{self.group} values (or two disjoint lists), got {self.compare}")
         resolve_claims(self.claims, where=f"sweep {self.name}: claims")
+        for e in self.claim_exceptions:
+            if (not isinstance(e, dict) or set(e) - {"where", "metric", "claim"}
+                    or not isinstance(e.get("metric"), str)
+                    or not isinstance(e.get("where", {}), dict)
+                    or e.get("claim") not in ("higher", "lower", None)):
+                raise ConfigError(f"sweep {self.name}: a claim exception is {{where: {{key: "
+                                  f"value}}, metric: name, claim: higher|lower|null}}, got {e!r}")
 
     def resolved(self, *, preset: str | None = None, quick: bool = False,
                  overrides: list[str] | None = None, seeds: int | None = None,

@@ -3,20 +3,27 @@
 A sweep that trains two objectives (MIM and VAE) on the same seeds gives, per setting (the grid
 values other than the seed and the objective) and per metric, *pairs* of values matched by seed.
 :func:`compare_objectives` reduces them to the mean ± standard deviation of each objective, the mean
-paired difference ``a − b`` (MIM − VAE) with a seeded percentile-bootstrap 95% interval, a paired
-t-test and (from 6 pairs on) a Wilcoxon signed-rank test, and a verdict on the paper's claim.
+paired difference ``a − b`` (MIM − VAE) with its 95% t interval, a paired t-test (Holm-adjusted
+over the settings of each metric) and (from 6 pairs on) a Wilcoxon signed-rank test, and a verdict
+on the paper's claim.
 
 The claims (:data:`PAPER_CLAIMS`, or a sweep's ``claims``) say, per metric, on which side of zero
 the paper puts ``a − b``: ``"higher"`` (MIM has the higher value: MI, k-NN accuracy, and the NLL,
 where VAE is better) or ``"lower"`` (MIM has the lower value: the reconstruction error). A claim
-*holds* at a setting when the 95% bootstrap interval lies wholly on the claimed side of zero **and**
-the two-sided paired t-test has p < 0.05; it is *opposite* when both say so for the other side,
-else *not significant* (or *too few pairs* below 2 pairs).
+*holds* at a setting when the 95% interval lies wholly on the claimed side of zero **and** the
+two-sided test's p, adjusted by Holm's step-down method over the settings of the metric (one
+family per metric and table: e.g. Fig. 3's MI at its 8 widths), is below 0.05; it is *opposite*
+when both say so for the other side, else *not significant* (or *too few pairs* below 2 pairs).
+Across seeds the interval is the t interval (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n, the interval of the t-test
+itself: at 5–10 pairs a percentile bootstrap covers only ~85–91% of the time); when every
+difference is the same nonzero value the t-test is undefined and the exact sign test is used
+(p = 2^(1−n): 2 or 3 equal differences are not evidence).
 
 With one seed there are no pairs across seeds; :func:`compare_points` pairs two models over the
 **test points** instead (the per-point values a run saves with ``eval.save_points``): a paired
 t-test on the per-point NLL and the exact McNemar test on per-point k-NN correctness, with the
-same verdict rule. That measures the test sample's noise, not the spread over training seeds.
+same verdict rule (there with a seeded percentile-bootstrap interval over the test points, which
+number 300–10,000). That measures the test sample's noise, not the spread over training seeds.
 
 Everything here is a pure function of result rows (float64 numpy); :func:`write_claims` writes
 ``claims.csv`` and ``claims.md`` next to a sweep's ``summary.csv``.
@@ -36,8 +43,9 @@ from scipy import stats
 from ..errors import ConfigError, DataError
 from .tables import atomic_write_text, write_csv
 
-__all__ = ["CLAIM_DIRECTIONS", "COMPARE", "PAPER_CLAIMS", "claims_markdown", "compare_objectives",
-           "compare_points", "compare_sweeps", "format_p", "paired_test", "pairs_by_seed",
+__all__ = ["CLAIM_DIRECTIONS", "COMPARE", "PAPER_CLAIMS", "adjust_verdicts", "claims_markdown",
+           "compare_objectives", "compare_points", "compare_sweeps", "format_p", "holm",
+           "NOT_CLAIMED", "apply_claim_exceptions", "paired_test", "pairs_by_seed",
            "points_markdown", "resolve_claims", "verdict", "write_claims"]
 
 #: The sides a claim may put ``a − b`` on.
@@ -50,6 +58,8 @@ PAPER_CLAIMS: dict[str, str] = {"mi": "higher", "mi_standardized": "higher", "mi
                                 "recon_error": "lower", "knn_acc": "higher"}
 #: The objectives compared by default: ``a − b`` = MIM − VAE.
 COMPARE = ("mim", "vae")
+#: The verdict of a row whose setting the paper makes no claim about (a claim exception of None).
+NOT_CLAIMED = "no claim in the paper"
 #: Wilcoxon's signed-rank test is reported from this many pairs on.
 WILCOXON_MIN_PAIRS = 6
 
@@ -79,24 +89,27 @@ def pairs_by_seed(rows: Sequence[Mapping[str, Any]], metric: str, *, by: Sequenc
     ``compare`` have a finite ``metric`` for, and their values, matched by ``pair`` (never by row
     order): ``{setting: {"seeds", "a", "b", "unpaired"}}`` (``a``, ``b`` float64 arrays;
     ``unpaired``: seeds with a value for one objective only). Rows of other objectives are ignored.
-    Raises :class:`DataError` for two rows of one objective, setting and seed (ambiguous pairs).
+    A side of ``compare`` may be a tuple of labels (``(("mim", "amim"), "vae")``: MIM, or A-MIM
+    where a setting has it, against VAE). Raises :class:`DataError` for two rows of one side,
+    setting and seed (ambiguous pairs; e.g. a MIM and an A-MIM run of one seed).
     """
-    a_name, b_name = compare
+    a_labels, b_labels = (_labels(c) for c in compare)
     values: dict[tuple, dict[str, dict[Any, float]]] = {}
     for r in rows:
-        side = r.get(group)
-        if side not in (a_name, b_name):
+        label = r.get(group)
+        side = "a" if label in a_labels else "b" if label in b_labels else None
+        if side is None:
             continue
         setting = tuple(r.get(k) for k in by)
-        per = values.setdefault(setting, {a_name: {}, b_name: {}})[side]
+        per = values.setdefault(setting, {"a": {}, "b": {}})[side]
         seed = r.get(pair)
         if seed in per:
-            raise DataError(f"two results for {group}={side}, {pair}={seed} at "
+            raise DataError(f"two results for {group}={label}, {pair}={seed} at "
                             f"{dict(zip(by, setting))}: cannot pair them")
         per[seed] = _value(r, metric)
     out: dict[tuple, dict[str, Any]] = {}
     for setting, per in values.items():
-        a, b = per[a_name], per[b_name]
+        a, b = per["a"], per["b"]
         fa = {s for s, v in a.items() if math.isfinite(v)}
         fb = {s for s, v in b.items() if math.isfinite(v)}
         seeds = sorted(fa & fb, key=lambda s: (str(type(s)), s))
@@ -107,6 +120,11 @@ def pairs_by_seed(rows: Sequence[Mapping[str, Any]], metric: str, *, by: Sequenc
     return out
 
 
+def _labels(side: Any) -> tuple[Any, ...]:
+    """The ``group`` labels of one side of ``compare``: a label, or a tuple/list of them."""
+    return tuple(side) if isinstance(side, (tuple, list)) else (side,)
+
+
 def _mean_std(v: np.ndarray) -> tuple[float, float]:
     if len(v) == 0:
         return math.nan, math.nan
@@ -114,16 +132,20 @@ def _mean_std(v: np.ndarray) -> tuple[float, float]:
 
 
 def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05,
-                resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
+                interval: str = "t", resamples: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """Paired comparison of ``a`` and ``b`` (equal-length, matched arrays): ``n``, each side's
     mean and sample std (ddof 1; NaN below 2 values), ``diff_mean`` of ``d = a − b`` and its
-    ``diff_std``, the percentile-bootstrap ``1 − alpha`` interval ``ci_low``, ``ci_high``
-    (``resamples`` resamples of the pairs, numpy generator seeded with ``seed``), ``t``, ``t_p``
-    (two-sided paired t-test; for identical differences, t = ±inf and p = 0, or p = 1 if they are
-    all 0), ``wilcoxon_p`` (two-sided signed-rank test, zero differences dropped; NaN below
+    ``diff_std``, the ``1 − alpha`` interval ``ci_low``, ``ci_high`` of the mean difference
+    (``interval="t"``: mean ± t₁₋α/₂,ₙ₋₁ · s/√n, the t-test's own interval; ``"bootstrap"``: the
+    percentile bootstrap, ``resamples`` resamples of the pairs, numpy generator seeded with
+    ``seed``), ``t``, ``t_p`` (two-sided paired t-test; when every difference is the same nonzero
+    value t = ±inf and ``t_p`` is the exact two-sided sign test's 2^(1−n); 1 if they are all 0),
+    ``wilcoxon_p`` (two-sided signed-rank test, zero differences dropped; NaN below
     :data:`WILCOXON_MIN_PAIRS` pairs, 1 if every difference is 0) and, for a ``claim``
     (``"higher"``/``"lower"``: the claimed side of zero for ``a − b``), ``verdict``: ``holds``,
-    ``opposite``, ``not significant`` or ``too few pairs`` (see the module's docstring)."""
+    ``opposite``, ``not significant`` or ``too few pairs`` (the module's rule on this test alone;
+    :func:`compare_objectives` re-judges it on Holm-adjusted p-values). A one-line
+    :class:`DataError` for non-finite values."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
@@ -132,6 +154,11 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
         raise ConfigError(f"paired_test: claim must be 'higher' or 'lower', got {claim!r}")
     if not 0 < alpha < 1:
         raise ConfigError(f"paired_test: alpha must be in (0, 1), got {alpha}")
+    if interval not in ("t", "bootstrap"):
+        raise ConfigError(f"paired_test: interval must be 't' or 'bootstrap', got {interval!r}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise DataError("paired_test: non-finite values cannot be compared (leave them out, as "
+                        "pairs_by_seed does)")
     n = len(a)
     d = a - b
     out: dict[str, Any] = {"n": n}
@@ -140,13 +167,14 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
     out["diff_mean"], out["diff_std"] = _mean_std(d)
     out.update(ci_low=math.nan, ci_high=math.nan, t=math.nan, t_p=math.nan, wilcoxon_p=math.nan)
     if n >= 2:
-        rng = np.random.default_rng(seed)
-        means = d[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-        low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-        out["ci_low"], out["ci_high"] = float(low), float(high)
+        if interval == "bootstrap":
+            out["ci_low"], out["ci_high"] = _bootstrap_mean_ci(d, resamples, seed, alpha)
+        else:
+            half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
+            out["ci_low"], out["ci_high"] = float(d.mean()) - half, float(d.mean()) + half
         if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf
             out["t"] = 0.0 if d[0] == 0 else math.copysign(math.inf, d[0])
-            out["t_p"] = 1.0 if d[0] == 0 else 0.0
+            out["t_p"] = 1.0 if d[0] == 0 else _sign_test_p(n)
         else:
             res = stats.ttest_rel(a, b)
             out["t"], out["t_p"] = float(res.statistic), float(res.pvalue)
@@ -163,14 +191,86 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
     return out
 
 
+def _sign_test_p(n: int) -> float:
+    """The exact two-sided sign test's p for ``n`` nonzero differences all of one sign."""
+    return min(1.0, 2.0 ** (1 - n))
+
+
+def holm(p: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of the p-values of one family of tests (NaN entries are not
+    tests: they stay NaN and do not count in the family's size). The adjusted p of the k-th
+    smallest of m is max over j ≤ k of min(1, (m − j + 1)·p₍ⱼ₎); a claim judged on adjusted
+    p-values at level α keeps the family's chance of any false "holds" below α."""
+    values = np.asarray(p, dtype=np.float64)
+    out = np.full(values.shape, math.nan)
+    idx = np.flatnonzero(np.isfinite(values))
+    m = len(idx)
+    order = idx[np.argsort(values[idx], kind="stable")]
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * values[i]))
+        out[i] = running
+    return [float(v) for v in out]
+
+
+def _matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    return all(row.get(k) in (v if isinstance(v, (list, tuple)) else [v]) for k, v in where.items())
+
+
+def apply_claim_exceptions(table: list[dict[str, Any]],
+                           exceptions: Sequence[Mapping[str, Any]] | None,
+                           alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Settings where the paper's claim differs from the metric's: each exception
+    ``{"where": {key: value or [values]}, "metric": name, "claim": "higher" | "lower" | None}``
+    gives the rows of ``metric`` matching every ``where`` key (the last matching exception wins)
+    that claim, re-judged by :func:`verdict`; ``None`` (the paper reports nothing there) leaves
+    the numbers and gives the verdict :data:`NOT_CLAIMED`, and :func:`adjust_verdicts` leaves
+    such rows out of the family. Returns ``table``, changed in place."""
+    for e in exceptions or ():
+        claim = e.get("claim")
+        if claim is not None and claim not in CLAIM_DIRECTIONS:
+            raise ConfigError(f"claim exception {dict(e)}: a claim is 'higher', 'lower' or null")
+    for r in table:
+        hits = [e for e in exceptions or () if e.get("metric") == r.get("metric")
+                and _matches(r, e.get("where") or {})]
+        if not hits:
+            continue
+        r["claim"] = hits[-1].get("claim")
+        r["verdict"] = (NOT_CLAIMED if r["claim"] is None else
+                        verdict(r["claim"], r.get("t_p", r.get("p", math.nan)), r["ci_low"],
+                                r["ci_high"], r["n"], alpha))
+    return table
+
+
+def adjust_verdicts(table: list[dict[str, Any]], p_key: str, *, family: Sequence[str] = ("metric",),
+                    alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Holm-adjust the ``p_key`` p-values of ``table``'s rows within each family (rows with equal
+    ``family`` values: by default one metric over every setting of the table) into ``p_holm``,
+    and judge each row's ``verdict`` on it (rows with a ``claim`` and a ``verdict``; the rule of
+    :func:`verdict` with the row's interval). Returns ``table``, changed in place."""
+    families: dict[tuple, list[int]] = {}
+    for i, r in enumerate(table):
+        if "claim" in r and r["claim"] is None:  # not a test of a claim (apply_claim_exceptions)
+            r["p_holm"] = math.nan
+            continue
+        families.setdefault(tuple(r.get(k) for k in family), []).append(i)
+    for rows in families.values():
+        for i, q in zip(rows, holm([table[i].get(p_key, math.nan) for i in rows])):
+            r = table[i]
+            r["p_holm"] = q
+            if "verdict" in r and r.get("claim") is not None:
+                r["verdict"] = verdict(r["claim"], q, r["ci_low"], r["ci_high"], r["n"], alpha)
+    return table
+
+
 def verdict(claim: str, p: float, ci_low: float, ci_high: float, n: int,
             alpha: float = 0.05) -> str:
     """The verdict on a claim (the module's rule): ``holds`` when the test's two-sided ``p`` is
     below ``alpha`` and the interval [``ci_low``, ``ci_high``] of ``a − b`` lies wholly on the
     claimed side of zero, ``opposite`` when both say so for the other side, else ``not
-    significant``; ``too few pairs`` below 2 pairs."""
-    if n < 2:
-        return "too few pairs"
+    significant``; ``too few pairs`` below 2 pairs (and for a NaN p)."""
+    if n < 2 or p is None or math.isnan(p):
+        return "too few pairs" if n < 2 else "not significant"
     significant = p < alpha
     above, below = ci_low > 0, ci_high < 0
     claimed, other = (above, below) if claim == "higher" else (below, above)
@@ -217,7 +317,7 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
     (``a − b``; for k-NN the accuracy difference), the seeded percentile-bootstrap interval
     ``ci_low``, ``ci_high`` of the mean difference (``n_boot`` resamples of the test points),
     ``test`` and ``p``: for the NLL a paired t-test (``scipy.stats.ttest_rel``; identical
-    differences give p = 0, or 1 when all are 0), for k-NN correctness the exact McNemar test
+    differences give the sign test's p = 2^(1−n), or 1 when all are 0), for k-NN correctness the exact McNemar test
     (``scipy.stats.binomtest`` on the discordant counts ``a_only``, ``b_only``: points only ``a``,
     only ``b`` classifies correctly; p = 1 when there are none), and ``verdict`` by the rule of
     :func:`paired_test`. The noise these measure is that of the finite test sample for the two
@@ -270,7 +370,7 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
             row["test"] = "paired t"
             if n >= 2:
                 if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf (as paired_test)
-                    row["p"] = 1.0 if d[0] == 0 else 0.0
+                    row["p"] = 1.0 if d[0] == 0 else _sign_test_p(n)
                 else:
                     row["p"] = float(stats.ttest_rel(fa, fb).pvalue)
         else:
@@ -290,13 +390,19 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
 def compare_objectives(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str],
                        claims: Mapping[str, str] | None = None, group: str = "objective.name",
                        compare: Sequence[str] = COMPARE, pair: str = "seed", alpha: float = 0.05,
-                       resamples: int = 10_000, seed: int = 0) -> list[dict[str, Any]]:
+                       resamples: int = 10_000, seed: int = 0,
+                       claim_exceptions: Sequence[Mapping[str, Any]] | None = None,
+                       ) -> list[dict[str, Any]]:
     """One row per (setting, claimed metric): the setting's ``by`` values, ``metric``, ``claim``,
     ``unpaired`` and the fields of :func:`paired_test` on the seed-matched pairs of
-    ``compare[0] − compare[1]``. Metrics no row has are skipped; settings in first-seen order,
-    metrics in the order of ``claims`` (default :data:`PAPER_CLAIMS`)."""
+    ``compare[0] − compare[1]`` (a side may be a tuple of labels, :func:`pairs_by_seed`), with
+    ``p_holm``: ``t_p`` Holm-adjusted over the settings of the metric (:func:`adjust_verdicts`),
+    on which the ``verdict`` is judged; ``claim_exceptions``: settings where the paper claims
+    otherwise or nothing (:func:`apply_claim_exceptions`). Metrics no row has are skipped;
+    settings in first-seen order, metrics in the order of ``claims`` (default
+    :data:`PAPER_CLAIMS`)."""
     claims = resolve_claims(claims)
-    if len(compare) != 2 or compare[0] == compare[1]:
+    if len(compare) != 2 or set(_labels(compare[0])) & set(_labels(compare[1])):
         raise ConfigError(f"compare must name two different objectives, got {list(compare)}")
     out: list[dict[str, Any]] = []
     metrics = [m for m in claims if any(m in r for r in rows)]
@@ -312,7 +418,8 @@ def compare_objectives(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str],
                                resamples=resamples, seed=seed)
             out.append({**dict(zip(by, setting)), "metric": m, "claim": claims[m],
                         "unpaired": p["unpaired"], **test})
-    return out
+    apply_claim_exceptions(out, claim_exceptions, alpha)
+    return adjust_verdicts(out, "t_p", alpha=alpha)
 
 
 def compare_sweeps(rows_a: Sequence[Mapping[str, Any]], label_a: str,
@@ -350,6 +457,10 @@ def format_p(v: Any) -> str:
     return "<1e-4" if v < 1e-4 else f"{v:.2g}"
 
 
+def _claim_text(claim: str | None, a: str, b: str) -> str:
+    return "–" if claim is None else f"{a} {'>' if claim == 'higher' else '<'} {b}"
+
+
 def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
                     compare: Sequence[str] = COMPARE) -> str:
     """A Markdown table of :func:`compare_objectives`' rows: per setting and metric the pairs, both
@@ -357,18 +468,20 @@ def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
     # display names (MIM, VAE + H); variant labels as given
     from ..figures.style import objective_label
 
-    a, b = (objective_label(c) for c in compare)
-    b_term = f"({b})" if " " in b else b  # VAE + H − (MIM − H)
+    a, b = ("/".join(objective_label(c) for c in _labels(side)) for side in compare)
+    b_term = f"({b})" if " " in b or "/" in b else b  # VAE + H − (MIM − H)
     head = [*by, "metric", "claim", "pairs", f"{a} mean ± std", f"{b} mean ± std",
-            f"{a} − {b_term} [95% CI]", "t-test p", "Wilcoxon p", "verdict"]
+            f"{a} − {b_term} [95% t interval]", "t-test p", "Holm-adjusted p", "Wilcoxon p",
+            "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         sides = [f"{_num(r[f'{s}_mean'])} ± {_num(r[f'{s}_std'])}" for s in ("a", "b")]
         pairs = f"{r['n']}" + (f" ({r['unpaired']} unpaired)" if r.get("unpaired") else "")
         cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
-                 f"{a} {'>' if r['claim'] == 'higher' else '<'} {b}", pairs,
+                 _claim_text(r["claim"], a, b), pairs,
                  *sides, f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-                 format_p(r["t_p"]), format_p(r["wilcoxon_p"]), str(r.get("verdict", ""))]
+                 format_p(r["t_p"]), format_p(r.get("p_holm")), format_p(r["wilcoxon_p"]),
+                 str(r.get("verdict", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -389,7 +502,7 @@ def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
     b = "/".join(dict.fromkeys(sides(r)[1] for r in table)) or objective_label(compare[1])
     b_term = f"({b})" if " " in b or "/" in b else b
     head = [*by, "metric", "claim", "test points", f"{a} mean", f"{b} mean",
-            f"{a} − {b_term} [95% CI]", "test", "p", "verdict"]
+            f"{a} − {b_term} [95% CI]", "test", "p", "Holm-adjusted p", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         test = str(r["test"])
@@ -397,10 +510,10 @@ def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
             test += f" ({r['a_only']} vs {r['b_only']} discordant)"
         ra, rb = sides(r)
         cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
-                 f"{ra} {'>' if r['claim'] == 'higher' else '<'} {rb}", str(r["n"]),
+                 _claim_text(r["claim"], ra, rb), str(r["n"]),
                  _num(r["a_mean"]), _num(r["b_mean"]),
                  f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-                 test, format_p(r["p"]), str(r.get("verdict", ""))]
+                 test, format_p(r["p"]), format_p(r.get("p_holm")), str(r.get("verdict", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -415,14 +528,16 @@ def write_claims(rows: Sequence[Mapping[str, Any]], spec: Any, out_dir: str | Pa
     get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
     grid = get("grid") or {}
     group = get("group") or "objective.name"
-    compare = tuple(get("compare") or COMPARE)
+    compare = tuple(_labels(c) if isinstance(c, (list, tuple)) else c
+                    for c in (get("compare") or COMPARE))
     claims = resolve_claims(get("claims"), where=f"sweep {get('name')}: claims")
     labels = {str(v.get("label")) if isinstance(v, Mapping) else v for v in grid.get(group, [])}
     out = Path(out_dir)
     table: list[dict[str, Any]] = []
     by = [k for k in grid if k not in ("seed", group)]
-    if "seed" in grid and claims and set(compare) <= labels:
-        table = compare_objectives(rows, by=by, claims=claims, group=group, compare=compare)
+    if "seed" in grid and claims and all(set(_labels(c)) & labels for c in compare):
+        table = compare_objectives(rows, by=by, claims=claims, group=group, compare=compare,
+                                   claim_exceptions=get("claim_exceptions"))
     if not table:
         for name in ("claims.csv", "claims.md"):
             (out / name).unlink(missing_ok=True)
