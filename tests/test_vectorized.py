@@ -237,13 +237,21 @@ def assert_same_run(vt: VectorizedTrainer, i: int, single: Trainer) -> None:
 def test_members_of_different_latent_sizes_train_as_they_do_alone(float64):
     # breaks if a padded member draws other noise (e.g. its noise drawn at the padded size, which
     # takes other numbers from its stream), if a padded unit reaches its loss, or if a member is
-    # initialised or sliced back in the wrong rows ([means | log-variances] each padded at its end)
-    seeds, z_dims = [0, 1, 2, 3], [2, 5, 2, 5]
+    # initialised or sliced back in the wrong rows ([means | log-variances] each padded at its end);
+    # early stopping leaves a z_dim-2 member training alone in the padded stack (epoch 8)
+    cfg = dataclasses.replace(CFG, epochs=8, patience=0)
+    seeds, z_dims = [0, 1, 2, 3], [5, 2, 5, 2]
     objectives = [tm.MIM(), tm.VAE(), tm.VAE(), tm.MIM()]  # MIM's decoder path from epoch 3 on
-    vt = group(seeds, objectives, CFG, z_dims=z_dims)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # early stops after few steps, on purpose
+        vt = group(seeds, objectives, cfg, z_dims=z_dims)
+        singles = [alone(s, o, cfg, z_dim=z) for s, o, z in zip(seeds, objectives, z_dims)]
     assert vt.z_dim == 5 and vt.params["decoder.network.0.weight"].shape == (4, 8, 5)
-    for i, (s, o, z) in enumerate(zip(seeds, objectives, z_dims)):
-        assert_same_run(vt, i, alone(s, o, CFG, z_dim=z))
+    for i, single in enumerate(singles):
+        assert_same_run(vt, i, single)
+        assert (vt.members[i].epoch, vt.members[i].stopped_early) == (single.epoch,
+                                                                      single.stopped_early)
+    assert [s.epoch for s in vt.members] == [7, 8, 7, 4]  # members leave the stack on their own
 
 
 def test_the_mask_keeps_padded_coordinates_out_of_every_log_density_over_z(float64):

@@ -20,9 +20,10 @@ cell's failure (the others go on), and a unit whose worker process died fails it
 retries the failed cells.
 
 The unit of work sent to the executor is a list of cells: one cell (:func:`run_cell`), or, with
-``vectorize`` (the default), a *vectorised group* of cells that differ only in seed and objective
-(:func:`plan_units`), trained as one stacked computation by
-:func:`torchmim.training.vectorized.run_group` and written to the same cell folders and rows.
+``vectorize`` (the default), a *vectorised group* of cells that differ only in seed, objective and
+latent size (:func:`plan_units`; smaller latent sizes zero-padded), trained as one stacked
+computation by :func:`torchmim.training.vectorized.run_group` and written to the same cell folders
+and rows.
 """
 
 from __future__ import annotations
@@ -163,10 +164,11 @@ def run_unit(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def plan_units(cells: list[Cell], *, vectorize: bool = True,
                group_units: int = GROUP_UNITS) -> list[tuple[list[Cell], bool]]:
     """The units of work: ``(cells, vectorized)``. With ``vectorize``, cells that
-    :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart
-    from seed and objective) form groups of at most ``group_units`` hidden units (members × width ×
-    depth), in grid order; every other cell is a unit of its own. The plan depends on the cells
-    only (not on the workers), so a sweep gives the same numbers however it is run."""
+    :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart from
+    seed, objective and ``model.z_dim``) form groups of at most ``group_units`` hidden units
+    (members × width × depth), in grid order; every other cell is a unit of its own. The plan
+    depends on the cells only (not on the workers), so a sweep gives the same numbers however it is
+    run."""
     if not vectorize:
         return [([c], False) for c in cells]
     groups: dict[str, list[Cell]] = {}
