@@ -330,11 +330,19 @@ def test_group_key_ignores_the_latent_size_and_nothing_else():
                   {"train": {"lr": 1e-2}}):
         assert key(**other) != key()
     assert key(model__prior="gmm") is None  # still not vectorisable
-    # the sweep runner's plan: all 200 cells of fig4 (10 latent sizes × 2 objectives × 10 seeds,
-    # width 50) are one group, within GROUP_UNITS = 10,000 hidden units (200 × 50)
-    units = plan_units(expand(get_sweep("fig4")))
-    assert [(len(u), vec) for u, vec in units] == [(200, True)]
-    assert len({c.config.model.z_dim for c in units[0][0]}) == 10
+    # the sweep runner's plan: the 200 cells of fig4 (10 latent sizes × 2 objectives × 10 seeds,
+    # width 50) fit GROUP_UNITS = 10,000 hidden units in one group, but GROUP_MEMBERS = 40 splits
+    # them into 5 groups of two neighbouring latent sizes (units for several workers; breaks if
+    # the cap or the order by latent size is lost)
+    cells = expand(get_sweep("fig4"))
+    units = plan_units(cells)
+    assert [(len(u), vec) for u, vec in units] == [(40, True)] * 5
+    assert [sorted({c.config.model.z_dim for c in u}) for u, _ in units] == [
+        [z, z + 2] for z in (2, 6, 10, 14, 18)]
+    assert [(len(u), vec) for u, vec in plan_units(cells, group_members=200)] == [(200, True)]
+    shuffled = plan_units(cells[::-1], group_members=100)  # grouped by latent size, not grid order
+    assert [sorted({c.config.model.z_dim for c in u}) for u, _ in shuffled] == [
+        [2, 4, 6, 8, 10], [12, 14, 16, 18, 20]]
 
 
 def test_run_group_of_latent_sizes_writes_each_runs_own_model(tmp_path):
