@@ -20,24 +20,25 @@ from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer, group_k
 DATA = GMM2DConfig(n_train=600, n_val=300, n_test=300)
 
 
-def member(seed: int, hidden: int = 8):
+def member(seed: int, hidden: int = 8, z_dim: int = 2):
     """A run's data and initial model, seeded as ``run()`` seeds them."""
     seed_everything(derive_seed(seed, "data"))
     data = DATA.load(seed=seed)
     seed_everything(derive_seed(seed, "init"))
-    return data, tm.MLPModelConfig(hidden=hidden).build()
+    return data, tm.MLPModelConfig(hidden=hidden, z_dim=z_dim).build()
 
 
-def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8) -> Trainer:
-    data, model = member(seed, hidden)
-    trainer = Trainer(model, objective, dataclasses.replace(cfg, seed=seed))
+def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8, z_dim: int = 2,
+          out_dir=None) -> Trainer:
+    data, model = member(seed, hidden, z_dim)
+    trainer = Trainer(model, objective, dataclasses.replace(cfg, seed=seed), out_dir=out_dir)
     trainer.fit(data.train, data.val[0])
     return trainer
 
 
 def group(seeds, objectives, cfg: TrainerConfig, hidden: int = 8, *, out_dirs=None,
-          resume=False, fast_tanh=False, datas=None) -> VectorizedTrainer:
-    built = [member(s, hidden) for s in seeds]
+          resume=False, fast_tanh=False, datas=None, z_dims=None) -> VectorizedTrainer:
+    built = [member(s, hidden, z) for s, z in zip(seeds, z_dims or [2] * len(seeds))]
     datas = datas or [b[0] for b in built]
     vt = VectorizedTrainer([b[1] for b in built], objectives, cfg, seeds=seeds, out_dirs=out_dirs,
                            fast_tanh=fast_tanh)
@@ -213,3 +214,153 @@ def test_what_cannot_be_vectorised_is_refused_in_one_line():
     assert group_key(gmm) is None
     assert group_key(tm.RunConfig(seed=1)) == group_key(
         tm.RunConfig.from_dict({"seed": 2, "objective": {"name": "vae"}}))
+
+
+# ------------------------------------------------------------------ padded latent sizes
+# Members of different model.z_dim share a group, zero-padded to its largest latent size. The wider
+# products and sums over z may add the same numbers in another order than the member's own run: in
+# float64 a few epochs stay within 1e-12 (measured: ≤ 6e-17 in the weights after 5 epochs; float32
+# gives ≤ 3e-8), so 1e-12 catches any real difference (a wrong noise stream, a leaked padded term).
+PAD_TOL = 1e-12
+
+
+def assert_same_run(vt: VectorizedTrainer, i: int, single: Trainer) -> None:
+    """Member ``i`` is ``single``'s run: weights, best epoch and every logged number."""
+    assert max_diff(single.model, vt.member_model(i)) < PAD_TOL
+    assert vt.members[i].best_epoch == single.best_epoch
+    ours, theirs = strip(vt.members[i].history), strip(single.history)
+    assert [list(h) for h in ours] == [list(h) for h in theirs]  # the same logged terms
+    for a, b in zip(ours, theirs):
+        assert a == pytest.approx(b, rel=PAD_TOL, abs=PAD_TOL)
+
+
+def test_members_of_different_latent_sizes_train_as_they_do_alone(float64):
+    # breaks if a padded member draws other noise (e.g. its noise drawn at the padded size, which
+    # takes other numbers from its stream), if a padded unit reaches its loss, or if a member is
+    # initialised or sliced back in the wrong rows ([means | log-variances] each padded at its end);
+    # early stopping leaves a z_dim-2 member training alone in the padded stack (epoch 8)
+    cfg = dataclasses.replace(CFG, epochs=8, patience=0)
+    seeds, z_dims = [0, 1, 2, 3], [5, 2, 5, 2]
+    objectives = [tm.MIM(), tm.VAE(), tm.VAE(), tm.MIM()]  # MIM's decoder path from epoch 3 on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # early stops after few steps, on purpose
+        vt = group(seeds, objectives, cfg, z_dims=z_dims)
+        singles = [alone(s, o, cfg, z_dim=z) for s, o, z in zip(seeds, objectives, z_dims)]
+    assert vt.z_dim == 5 and vt.params["decoder.network.0.weight"].shape == (4, 8, 5)
+    for i, single in enumerate(singles):
+        assert_same_run(vt, i, single)
+        assert (vt.members[i].epoch, vt.members[i].stopped_early) == (single.epoch,
+                                                                      single.stopped_early)
+    assert [s.epoch for s in vt.members] == [7, 8, 7, 4]  # members leave the stack on their own
+
+
+def test_the_mask_keeps_padded_coordinates_out_of_every_log_density_over_z(float64):
+    # MIM members only (all take the decoder path): drop the mask from any one of log q(z|x) and
+    # log p(z) on either path (the `mask`/`dmask` arguments in VectorizedTrainer._loss) and the
+    # z_dim-2 member fails here — checked by deleting each of the four in turn: log q(z|x) moves its
+    # weights (the padded log-variances get gradients) and its logged terms; log p(z) leaves the
+    # weights (z's padded coordinates are 0) but shifts log p(z) and the validation loss by
+    # (5 − 2)·log √(2π) per point
+    vt = group([7, 8], tm.MIM(), CFG, z_dims=[2, 5])
+    single = alone(7, tm.MIM(), CFG, z_dim=2)
+    assert "train/decoder/log_pz" in vt.members[0].history[-1]
+    assert_same_run(vt, 0, single)
+
+
+def test_padded_weights_stay_zero_and_members_save_their_own_shapes(tmp_path, float64):
+    cfg = dataclasses.replace(CFG, epochs=3)
+    dirs = [tmp_path / "z2", tmp_path / "z5"]
+    vt = group([4, 5], [tm.MIM(), tm.VAE()], cfg, out_dirs=dirs, z_dims=[2, 5])
+    # member 0 (z_dim 2 of 5) after 3 epochs × 5 batches: its padded rows and columns, and Adam's
+    # moments there, are exactly 0 (breaks if any padded unit gets a gradient or Adam moves it)
+    for stack in (vt.params, vt.exp_avg, vt.exp_avg_sq):
+        enc, dec = stack["encoder.network.2.weight"][0], stack["decoder.network.0.weight"][0]
+        assert bool((enc[2:5] == 0).all() and (enc[7:10] == 0).all() and (dec[:, 2:] == 0).all())
+        bias = stack["encoder.network.2.bias"][0]
+        assert bool((bias[2:5] == 0).all() and (bias[7:10] == 0).all())
+    assert vt.members[0].adam_steps == 15 and bool((vt.params["encoder.network.2.weight"][0, :2]
+                                                   != 0).all())
+    # its checkpoint is the one its own run writes: same keys and shapes (model, best model, Adam)
+    plain = alone(4, tm.MIM(), cfg, z_dim=2, out_dir=tmp_path / "plain")
+    ours, theirs = (read_checkpoint(d / "checkpoint.pt") for d in (dirs[0], tmp_path / "plain"))
+    for key in ("model_state", "best_state"):
+        assert {k: v.shape for k, v in ours[key].items()} == {
+            k: v.shape for k, v in theirs[key].items()}
+    assert ours["model_state"]["decoder.network.0.weight"].shape == (8, 2)
+    assert [{k: v.shape for k, v in st.items()} for st in ours["optimizer"]["state"].values()] == [
+        {k: v.shape for k, v in st.items()} for st in theirs["optimizer"]["state"].values()]
+    # ... so a plain Trainer resumes it and ends where the member's own run ends
+    data, model = member(4, z_dim=2)
+    longer = dataclasses.replace(cfg, epochs=5)
+    resumed = Trainer(model, tm.MIM(), dataclasses.replace(longer, seed=4), out_dir=dirs[0])
+    resumed.fit(data.train, data.val[0], resume=True)
+    straight = alone(4, tm.MIM(), longer, z_dim=2)
+    assert max_diff(straight.model, resumed.model) < PAD_TOL
+    # and a group resumes from a plain Trainer's checkpoint (padded back into the stack)
+    again = group([4, 5], [tm.MIM(), tm.VAE()], longer, out_dirs=[tmp_path / "plain", None],
+                  z_dims=[2, 5], resume=True)
+    assert again.members[0].history[0] == plain.history[0]  # the checkpoint's own history
+    assert_same_run(again, 0, straight)
+    # a checkpoint of another latent size is refused in one line
+    small_vae = VectorizedTrainer([member(5, z_dim=2)[1]], tm.VAE(), cfg, seeds=[5])
+    with pytest.raises(tm.CheckpointError, match="does not match this model"):
+        small_vae.load_member(0, dirs[1] / "checkpoint.pt")  # member 1's, of z_dim 5
+
+
+def test_group_key_ignores_the_latent_size_and_nothing_else():
+    from torchmim.experiments import get_sweep
+    from torchmim.experiments.runner import plan_units
+    from torchmim.experiments.spec import expand
+
+    def key(**over):
+        base = {"model": {"name": "mlp", "x_dim": 20, "z_dim": 2, "hidden": 50},
+                "data": {"name": "gmm20d"}, "seed": 0, "objective": {"name": "mim"}}
+        for name, value in over.items():
+            part, _, field_ = name.partition("__")
+            if field_:
+                base[part] = {**base[part], field_: value}
+            else:
+                base[part] = value
+        return group_key(tm.RunConfig.from_dict(base))
+
+    # breaks if group_key keeps z_dim (fig4/fig5 split again by latent size) or drops too much
+    assert key() == key(model__z_dim=20, seed=3, objective={"name": "vae"})
+    for other in ({"model__hidden": 20}, {"model__x_dim": 10}, {"model__depth": 2},
+                  {"model__activation": "relu"}, {"data": {"name": "gmm2d"}},
+                  {"train": {"lr": 1e-2}}):
+        assert key(**other) != key()
+    assert key(model__prior="gmm") is None  # still not vectorisable
+    # the sweep runner's plan: the 200 cells of fig4 (10 latent sizes × 2 objectives × 10 seeds,
+    # width 50) fit GROUP_UNITS = 10,000 hidden units in one group, but GROUP_MEMBERS = 40 splits
+    # them into 5 groups of two neighbouring latent sizes (units for several workers; breaks if
+    # the cap or the order by latent size is lost)
+    cells = expand(get_sweep("fig4"))
+    units = plan_units(cells)
+    assert [(len(u), vec) for u, vec in units] == [(40, True)] * 5
+    assert [sorted({c.config.model.z_dim for c in u}) for u, _ in units] == [
+        [z, z + 2] for z in (2, 6, 10, 14, 18)]
+    assert [(len(u), vec) for u, vec in plan_units(cells, group_members=200)] == [(200, True)]
+    shuffled = plan_units(cells[::-1], group_members=100)  # grouped by latent size, not grid order
+    assert [sorted({c.config.model.z_dim for c in u}) for u, _ in shuffled] == [
+        [2, 4, 6, 8, 10], [12, 14, 16, 18, 20]]
+
+
+def test_run_group_of_latent_sizes_writes_each_runs_own_model(tmp_path):
+    # breaks if model.pt (or the evaluation, which loads the member's own model) sees the padded
+    # stack: keys, shapes and weights must be those `run` writes for that config alone
+    base = {"model": {"name": "mlp", "hidden": 8}, "data": {"name": "gmm2d", "n_train": 400,
+            "n_val": 200, "n_test": 200}, "train": {"epochs": 3, "progress": False},
+            "eval": {"max_points": 200, "nll_samples": 5}}
+    configs = [tm.RunConfig.from_dict({**base, "model": {**base["model"], "z_dim": z},
+                                       "objective": {"name": o}, "seed": s})
+               for z, o, s in ((2, "mim", 0), (3, "vae", 1))]
+    results = run_group(configs, [tmp_path / "g0", tmp_path / "g1"])
+    single = tm.run(configs[0], tmp_path / "alone")
+    saved, plain = (tm.load_model(tmp_path / d / "model.pt") for d in ("g0", "alone"))
+    assert {k: v.shape for k, v in saved.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()}
+    assert max_diff(saved, plain) < 1e-5  # float32 and 2·sigmoid(2x) − 1 for tanh: rounding only
+    assert saved.config == plain.config and results[1].model.config.z_dim == 3
+    assert results[0].metrics["mi"] == pytest.approx(single.metrics["mi"], abs=1e-3)
+    assert results[0].metrics["recon_rmse"] == pytest.approx(single.metrics["recon_rmse"],
+                                                             rel=1e-4)

@@ -20,9 +20,10 @@ cell's failure (the others go on), and a unit whose worker process died fails it
 retries the failed cells.
 
 The unit of work sent to the executor is a list of cells: one cell (:func:`run_cell`), or, with
-``vectorize`` (the default), a *vectorised group* of cells that differ only in seed and objective
-(:func:`plan_units`), trained as one stacked computation by
-:func:`torchmim.training.vectorized.run_group` and written to the same cell folders and rows.
+``vectorize`` (the default), a *vectorised group* of cells that differ only in seed, objective and
+latent size (:func:`plan_units`; smaller latent sizes zero-padded), trained as one stacked
+computation by :func:`torchmim.training.vectorized.run_group` and written to the same cell folders
+and rows.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ __all__ = ["SweepResult", "flatten", "plan_units", "read_csv", "run_cell", "run_
 #: stacked activations of larger groups leave the CPU caches, and a step of 160 members of width
 #: 500 was slower per member than one of 20 (docs/benchmarks.md, "Vectorised groups").
 GROUP_UNITS = 10_000
+#: ... and at most this many members. A unit runs on one worker and evaluates its members one after
+#: the other, so one group of fig4's 200 runs (10 latent sizes padded to 20; 200 × 50 units fit
+#: GROUP_UNITS) would leave every other worker idle through the whole sweep; 40 plans fig4 and fig5
+#: as 5 groups of two latent sizes each (less padding too). No same-shape group of the paper's
+#: sweeps is larger than 20.
+GROUP_MEMBERS = 40
 #: Members of a vectorised group write their checkpoints at most this often (and always at their
 #: last epoch): M files per epoch would otherwise cost as much as a narrow group's training.
 GROUP_CHECKPOINT_SECONDS = 30.0
@@ -160,13 +167,15 @@ def run_unit(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return [out[c.id] for c in cells]
 
 
-def plan_units(cells: list[Cell], *, vectorize: bool = True,
-               group_units: int = GROUP_UNITS) -> list[tuple[list[Cell], bool]]:
+def plan_units(cells: list[Cell], *, vectorize: bool = True, group_units: int = GROUP_UNITS,
+               group_members: int = GROUP_MEMBERS) -> list[tuple[list[Cell], bool]]:
     """The units of work: ``(cells, vectorized)``. With ``vectorize``, cells that
-    :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart
-    from seed and objective) form groups of at most ``group_units`` hidden units (members × width ×
-    depth), in grid order; every other cell is a unit of its own. The plan depends on the cells
-    only (not on the workers), so a sweep gives the same numbers however it is run."""
+    :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart from
+    seed, objective and ``model.z_dim``) form groups of at most ``group_units`` hidden units
+    (members × width × depth) and ``group_members`` members, in order of latent size and then grid
+    order (so that a group pads few latent sizes); every other cell is a unit of its own. The plan
+    depends on the cells only (not on the workers), so a sweep gives the same numbers however it is
+    run."""
     if not vectorize:
         return [([c], False) for c in cells]
     groups: dict[str, list[Cell]] = {}
@@ -186,7 +195,8 @@ def plan_units(cells: list[Cell], *, vectorize: bool = True,
             out.append((members, False))
             continue
         model = members[0].config.model
-        size = max(1, group_units // max(1, model.hidden * max(1, model.depth)))
+        size = max(1, min(group_members, group_units // max(1, model.hidden * max(1, model.depth))))
+        members = sorted(members, key=lambda c: c.config.model.z_dim)  # stable: grid order kept
         for i in range(0, len(members), size):
             chunk = members[i:i + size]
             out.append((chunk, len(chunk) > 1))  # a group of one is a plain run

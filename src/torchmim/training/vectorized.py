@@ -30,6 +30,16 @@ What is per member, as in :class:`~torchmim.training.Trainer` with the member's 
 * checkpoints: each member's ``checkpoint.pt`` has the single trainer's format (a plain ``Trainer``
   can resume it), and ``history.csv`` is rewritten from the checkpoint's history.
 
+Latent sizes may differ (Fig. 4 and 5 vary ``model.z_dim`` at one width): the stack has the
+group's largest latent size and a smaller member is zero-padded into it — its weights are
+initialised as its own run's (its own shapes) and padded with zeros in the encoder's output rows of
+the padded means and log-variances and in the decoder's input columns of the padded coordinates.
+Its noise over z is drawn with its own size from its own generator (the same stream as alone) and
+padded with zeros, so z's padded coordinates are exactly 0, and every log-density over z sums its
+real coordinates only (a mask). The padded weights then get exactly zero gradients, Adam (no
+weight decay) leaves them at exactly zero, and the member trains as alone up to the summation order
+of the wider products and sums. Its checkpoints and models are sliced back to its own shapes.
+
 Members resumed from checkpoints of different epochs (a group interrupted while it wrote them) train
 in cohorts of equal epoch until they meet. What differs from the single trainer: the stacked matrix
 products and batch means may sum in another order (differences of float rounding, ~1e-7 relative),
@@ -153,15 +163,24 @@ def _run_reason(config: RunConfig) -> str | None:
 
 
 def group_key(config: RunConfig) -> str | None:
-    """Runs with equal keys can train as one group: equal run configs apart from the seed and the
-    objective (``None``: this run cannot be vectorised)."""
+    """Runs with equal keys can train as one group: equal run configs apart from the seed, the
+    objective and the latent size ``model.z_dim`` (padded to the group's largest, exactly; see
+    :class:`VectorizedTrainer`) (``None``: this run cannot be vectorised)."""
     if _run_reason(config) is not None:
         return None
     data = config.to_dict()
     data.pop("seed")
     data.pop("objective")
     data["train"].pop("seed")
+    data["model"].pop("z_dim")  # only models the trainer supports get here (``mlp``)
     return json.dumps(data, sort_keys=True, default=str)
+
+
+def _shape_free(model_config: Any) -> dict[str, Any]:
+    """A model config without its latent size (what members of one group share)."""
+    data = to_dict(model_config)
+    data.pop("z_dim", None)
+    return data
 
 
 class _FastTanh(torch.autograd.Function):
@@ -285,23 +304,32 @@ class VectorizedTrainer:
                               f"(got {len(objs)}, {len(seeds)}, {len(dirs)})")
         first = models[0]
         for i, (model, obj) in enumerate(zip(models, objs)):
-            if model.config is None or to_dict(model.config) != to_dict(first.config):
+            if model.config is None or _shape_free(model.config) != _shape_free(first.config):
                 raise ConfigError(f"group member {i} is not built from the same model config as "
-                                  "member 0")
+                                  "member 0 (apart from model.z_dim)")
             reason = unsupported_reason(model.config, obj, self.config)
             if reason is not None:
                 raise ConfigError(f"group member {i} cannot be vectorised: {reason}")
         if _has_data_init(first):
             raise ConfigError("models with a data-dependent initialisation cannot be vectorised")
         self.device = resolve_device(self.config.device)
-        self.template = copy.deepcopy(first).to(self.device)
         cfg = first.config
         self.depth, self.floor, self.clamp = cfg.depth, cfg.std_floor, cfg.logvar_clamp
-        self.z_dim, self.x_dim = cfg.z_dim, cfg.x_dim
+        #: each member's latent size; the stack's is the largest (``z_dim``), the rest padded
+        self.z_dims = [int(mod.config.z_dim) for mod in models]
+        self.z_dim, self.x_dim = max(self.z_dims), cfg.x_dim
+        self._templates: dict[int, LatentVariableModel] = {}  # one plain model per latent size
+        for mod, z in zip(models, self.z_dims):
+            if z not in self._templates:
+                self._templates[z] = copy.deepcopy(mod).to(self.device)
+        self.template = self._templates[self.z_dims[0]]  # member 0's (as before padding)
+        self._enc_out = tuple(f"encoder.network.{2 * self.depth}.{k}" for k in ("weight", "bias"))
+        self._dec_in = "decoder.network.0.weight"
         self.act = (_FastTanh.apply if fast_tanh and cfg.activation == "tanh"
                     else ACTIVATIONS.build(cfg.activation))
         self.names = [n for n, _ in first.named_parameters()]
-        self.params = {n: torch.stack([dict(mod.named_parameters())[n].detach() for mod in models])
+        self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
+                                       for mod, z in zip(models, self.z_dims)])
                        .to(self.device).clone() for n in self.names}
         self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
@@ -310,17 +338,55 @@ class VectorizedTrainer:
         self._last_write = -math.inf
         self.epoch_seconds: list[float] = []  # wall-clock of each group epoch (all cohorts)
 
+    # ------------------------------------------------------------------ padded latent sizes
+    def _pad(self, name: str, t: Tensor, z: int) -> Tensor:
+        """A member's tensor of its own shape (latent size ``z``) in the stack's shape: zeros for
+        the padded units — the encoder's output rows of the padded means and log-variances (its
+        rows are [means | log-variances], each padded at its end) and the decoder's input columns
+        of the padded coordinates."""
+        big = self.z_dim
+        if z == big or (name not in self._enc_out and name != self._dec_in):
+            return t
+        if name in self._enc_out:
+            out = t.new_zeros((2 * big, *t.shape[1:]))
+            out[:z], out[big:big + z] = t[:z], t[z:]
+            return out
+        out = t.new_zeros((*t.shape[:-1], big))
+        out[..., :z] = t
+        return out
+
+    def _unpad(self, name: str, t: Tensor, z: int) -> Tensor:
+        """The inverse of :meth:`_pad`: a slice of the stack back in the member's own shape."""
+        big = self.z_dim
+        if z == big or (name not in self._enc_out and name != self._dec_in):
+            return t
+        if name in self._enc_out:
+            return torch.cat([t[:z], t[big:big + z]])
+        return t[..., :z]
+
+    def _latents(self, idx: Sequence[int]) -> tuple[list[int], Tensor | None]:
+        """The latent sizes of members ``idx`` and their mask (M, 1, z_dim) of real coordinates
+        (``None`` when none is padded)."""
+        sizes = [self.z_dims[i] for i in idx]
+        if all(z == self.z_dim for z in sizes):
+            return sizes, None
+        mask = (torch.arange(self.z_dim, device=self.device)
+                < torch.tensor(sizes, device=self.device).unsqueeze(1))
+        return sizes, mask.unsqueeze(1)
+
     # ------------------------------------------------------------------ members as plain models
     def member_state(self, i: int) -> dict[str, Tensor]:
-        """Member ``i``'s current weights as the ``state_dict`` of a plain model."""
-        state = self.template.state_dict()
-        return {k: (self.params[k][i].detach().clone() if k in self.params else v.clone())
-                for k, v in state.items()}
+        """Member ``i``'s current weights as the ``state_dict`` of a plain model (of its own
+        latent size)."""
+        z = self.z_dims[i]
+        state = self._templates[z].state_dict()
+        return {k: (self._unpad(k, self.params[k][i].detach(), z).clone() if k in self.params
+                    else v.clone()) for k, v in state.items()}
 
     def member_model(self, i: int, *, best: bool = True) -> LatentVariableModel:
         """Member ``i`` as a plain model: its best state (lowest validation loss at β = 1) once
         there is one, else its current weights."""
-        model = copy.deepcopy(self.template)
+        model = copy.deepcopy(self._templates[self.z_dims[i]])
         s = self.members[i]
         model.load_state_dict(s.best_state if best and s.best_state is not None
                               else self.member_state(i))
@@ -328,22 +394,22 @@ class VectorizedTrainer:
 
     def _optimizer_state(self, i: int) -> dict[str, Any]:
         """Member ``i``'s Adam state in ``torch.optim.Adam.state_dict()`` form."""
-        s = self.members[i]
-        groups = torch.optim.Adam(self.template.parameters(), lr=self.config.lr).state_dict()
+        s, z = self.members[i], self.z_dims[i]
+        groups = torch.optim.Adam(self._templates[z].parameters(), lr=self.config.lr).state_dict()
         groups = groups["param_groups"]
         groups[0]["lr"] = s.lr or self.config.lr
         state = {}
         if s.adam_steps:
             state = {k: {"step": torch.tensor(float(s.adam_steps)),
-                         "exp_avg": self.exp_avg[n][i].clone(),
-                         "exp_avg_sq": self.exp_avg_sq[n][i].clone()}
+                         "exp_avg": self._unpad(n, self.exp_avg[n][i], z).clone(),
+                         "exp_avg_sq": self._unpad(n, self.exp_avg_sq[n][i], z).clone()}
                      for k, n in enumerate(self.names)}
         return {"state": state, "param_groups": groups}
 
     def member_checkpoint(self, i: int) -> dict[str, Any]:
         """Member ``i``'s training checkpoint, in the single trainer's format."""
         s = self.members[i]
-        model = copy.deepcopy(self.template)
+        model = copy.deepcopy(self._templates[self.z_dims[i]])
         model.load_state_dict(self.member_state(i))
         trainer = dataclasses.replace(self.config, seed=s.seed)
         return checkpoint_to_dict(
@@ -361,8 +427,10 @@ class VectorizedTrainer:
         write_history_csv(s.history, s.out_dir / "history.csv")
 
     def load_member(self, i: int, path: str | Path) -> None:
-        """Restore member ``i`` from a checkpoint written by this class or by a plain Trainer."""
-        s = self.members[i]
+        """Restore member ``i`` from a checkpoint written by this class or by a plain Trainer (in
+        the member's own shapes; padded here)."""
+        s, z = self.members[i], self.z_dims[i]
+        own = dict(self._templates[z].named_parameters())
         ckpt = read_checkpoint(path, map_location=self.device)
         if ckpt["objective"] != to_dict(s.objective):
             raise CheckpointError(f"{path} was written by objective {ckpt['objective']}, but this "
@@ -370,7 +438,7 @@ class VectorizedTrainer:
         state, opt = ckpt["model_state"], ckpt["optimizer"]
         try:
             new = {n: state[n].to(self.device, self.params[n].dtype) for n in self.names}
-            if any(new[n].shape != self.params[n].shape[1:] for n in self.names):
+            if any(new[n].shape != own[n].shape for n in self.names):
                 raise ValueError("parameter shapes differ")
             moments = opt["state"]
             steps = {int(moments[k]["step"]) for k in moments} or {0}
@@ -379,10 +447,10 @@ class VectorizedTrainer:
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{path} does not match this model: {e}") from None
         for k, n in enumerate(self.names):
-            self.params[n][i] = new[n]
+            self.params[n][i] = self._pad(n, new[n], z)
             if k in moments:
-                self.exp_avg[n][i] = moments[k]["exp_avg"]
-                self.exp_avg_sq[n][i] = moments[k]["exp_avg_sq"]
+                self.exp_avg[n][i] = self._pad(n, moments[k]["exp_avg"].to(self.device), z)
+                self.exp_avg_sq[n][i] = self._pad(n, moments[k]["exp_avg_sq"].to(self.device), z)
         s.adam_steps = steps.pop()
         s.lr = float(opt["param_groups"][0]["lr"])
         s.epoch, s.best_state = int(ckpt["epoch"]), ckpt["best_state"]
@@ -409,14 +477,18 @@ class VectorizedTrainer:
         return mean, torch.exp(0.5 * logvar) + self.floor
 
     @staticmethod
-    def _log_normal(v: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-        """torch's ``Independent(Normal(loc, scale), 1).log_prob(v)``, written out op for op."""
-        return (-((v - loc) ** 2) / (2 * scale**2) - scale.log() - _LOG_SQRT_2PI).sum(-1)
+    def _log_normal(v: Tensor, loc: Tensor, scale: Tensor, mask: Tensor | None = None) -> Tensor:
+        """torch's ``Independent(Normal(loc, scale), 1).log_prob(v)``, written out op for op;
+        with ``mask`` (M, 1, D), the sum over the real coordinates only (a padded coordinate's
+        term is replaced by 0, never multiplied: no NaN · 0, and its gradient is exactly 0)."""
+        t = -((v - loc) ** 2) / (2 * scale**2) - scale.log() - _LOG_SQRT_2PI
+        return (t if mask is None else torch.where(mask, t, 0.0)).sum(-1)
 
     @staticmethod
-    def _log_std_normal(v: Tensor) -> Tensor:
-        """log N(v; 0, I), the same floats as ``_log_normal(v, 0, 1)``."""
-        return (-(v**2) / 2 - _LOG_SQRT_2PI).sum(-1)
+    def _log_std_normal(v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """log N(v; 0, I), the same floats as ``_log_normal(v, 0, 1)`` (``mask`` as there)."""
+        t = -(v**2) / 2 - _LOG_SQRT_2PI
+        return (t if mask is None else torch.where(mask, t, 0.0)).sum(-1)
 
     @staticmethod
     def _noise(gens: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -426,20 +498,41 @@ class VectorizedTrainer:
             out[j].normal_(generator=g)
         return out
 
+    def _latent_noise(self, gens: Sequence[torch.Generator], b: int, sizes: Sequence[int],
+                      like: Tensor) -> Tensor:
+        """Standard normal noise (M, b, z_dim) over the latent space: member j's (b, sizes[j])
+        drawn from ``gens[j]`` as the member's own run draws it, its padded coordinates 0."""
+        if all(z == self.z_dim for z in sizes):
+            return self._noise(gens, (b, self.z_dim), like)
+        out = torch.zeros((len(gens), b, self.z_dim), dtype=like.dtype, device=like.device)
+        for j, (g, z) in enumerate(zip(gens, sizes)):
+            out[j, :, :z] = torch.empty((b, z), dtype=like.dtype, device=like.device).normal_(
+                generator=g)
+        return out
+
     def _loss(self, p: dict[str, Tensor], x: Tensor, beta: Tensor, kind: _Kinds,
-              gens: Sequence[torch.Generator]) -> tuple[Tensor, dict[str, Tensor]]:
+              gens: Sequence[torch.Generator],
+              latents: tuple[list[int], Tensor | None] | None = None,
+              ) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-member loss (M,) and the per-sample terms (M, B) that the history logs.
 
         ``kind`` says which members use the MIM loss (``mim``) and which take the decoder path
-        this epoch (``dec``: MIM members with β ≥ ``decoder_path_min_beta``)."""
+        this epoch (``dec``: MIM members with β ≥ ``decoder_path_min_beta``); ``latents`` gives
+        the members' latent sizes and mask (:meth:`_latents`; ``None``: none padded).
+
+        Padded latent coordinates: the encoder's padded output rows are 0, so their mean is 0,
+        and their noise is 0, so z's padded coordinates are exactly 0; the decoder's padded input
+        columns are 0; every log-density over z sums the real coordinates only. So no padded
+        unit reaches the loss, their gradients are exactly 0, and Adam leaves them at 0."""
         b = x.shape[1]
         beta = beta.unsqueeze(1)
+        sizes, mask = latents if latents is not None else ([self.z_dim] * x.shape[0], None)
         mu, sd = self._gaussian(self._mlp(p, "encoder", x))
-        z = mu + self._noise(gens, (b, self.z_dim), mu) * sd
-        log_qz_x = self._log_normal(z, mu, sd)
+        z = mu + self._latent_noise(gens, b, sizes, mu) * sd
+        log_qz_x = self._log_normal(z, mu, sd, mask)
         mx, sx = self._gaussian(self._mlp(p, "decoder", z))
         log_px_z = self._log_normal(x, mx, sx)
-        log_pz = self._log_std_normal(z)
+        log_pz = self._log_std_normal(z, mask)
         log_qx = log_px_z + log_pz - log_qz_x  # Algorithm 2, encoder path
         enc = JointTerms(log_px_z, log_pz, log_qz_x, log_qx)
         terms = {"encoder/log_px_z": log_px_z, "encoder/log_pz": log_pz,
@@ -449,13 +542,14 @@ class VectorizedTrainer:
             d = kind.dec_idx
             pd = p if kind.all_dec else {n: t.index_select(0, d) for n, t in p.items()}
             dgens = [gens[j] for j in kind.dec_list]
-            zd = self._noise(dgens, (b, self.z_dim), mu)  # z ~ P(z) = N(0, I): 0 + ε·1 = ε
+            dmask = mask if mask is None or kind.all_dec else mask.index_select(0, d)
+            zd = self._latent_noise(dgens, b, [sizes[j] for j in kind.dec_list], mu)  # z ~ P(z)
             mx2, sx2 = self._gaussian(self._mlp(pd, "decoder", zd))
             xd = mx2 + self._noise(dgens, (b, self.x_dim), mx2) * sx2
             mu2, sd2 = self._gaussian(self._mlp(pd, "encoder", xd))
             d_px_z = self._log_normal(xd, mx2, sx2)
-            d_pz = self._log_std_normal(zd)
-            d_qz_x = self._log_normal(zd, mu2, sd2)
+            d_pz = self._log_std_normal(zd, dmask)
+            d_qz_x = self._log_normal(zd, mu2, sd2, dmask)
             bd = beta if kind.all_dec else beta.index_select(0, d)
             dterms = JointTerms(d_px_z, d_pz, d_qz_x, d_px_z)  # log q(x) ≈ log p(x|z) on D_dec
             dec = kind.select(dterms, bd, decoder=True).mean(1)
@@ -537,6 +631,7 @@ class VectorizedTrainer:
                        if cfg.lr_schedule == "warmup" else 1.0)
         kind = _Kinds.of(members, beta_list, dev)
         sel = torch.tensor(idx, device=dev)
+        latents = self._latents(idx)
         params = [self.params[nm].index_select(0, sel).requires_grad_() for nm in self.names]
         p = dict(zip(self.names, params))
         exp_avg = [self.exp_avg[nm].index_select(0, sel) for nm in self.names]
@@ -549,7 +644,7 @@ class VectorizedTrainer:
         failed = torch.zeros(len(idx), dtype=torch.bool)
         for step, s0 in enumerate(range(0, n, cfg.batch_size)):
             xb = x[:, s0:s0 + cfg.batch_size]
-            loss, terms = self._loss(p, xb, beta, kind, gens)
+            loss, terms = self._loss(p, xb, beta, kind, gens, latents)
             bad = ~torch.isfinite(loss.detach())
             if bool(bad.any()):  # that member diverged; the others go on (their math is separate)
                 for j in bad.nonzero().flatten().tolist():
@@ -574,7 +669,8 @@ class VectorizedTrainer:
             sums = sums + means.double() * xb.shape[1]
         batches = step + 1
         with torch.no_grad():
-            val = self._val_loss(p, [vals[i] for i in idx], members, epoch, kind) if vals else None
+            val = (self._val_loss(p, [vals[i] for i in idx], members, epoch, latents)
+                   if vals else None)
             for nm, t in zip(self.names, params):
                 self.params[nm][sel] = t.detach()
             for nm, a, b in zip(self.names, exp_avg, exp_avg_sq):
@@ -644,7 +740,7 @@ class VectorizedTrainer:
         return gens
 
     def _val_loss(self, p: dict[str, Tensor], vals: list[Tensor], members: list[MemberState],
-                  epoch: int, kind: _Kinds) -> Tensor:
+                  epoch: int, latents: tuple[list[int], Tensor | None]) -> Tensor:
         """Each member's mean loss on its validation set at β = 1 (``Trainer.evaluate_loss``)."""
         cfg = self.config
         gens = self._generators(members, "val", epoch)
@@ -656,7 +752,7 @@ class VectorizedTrainer:
         total = torch.zeros(len(members), dtype=torch.float64, device=self.device)
         for s0 in range(0, v.shape[1], cfg.eval_batch_size):
             xb = v[:, s0:s0 + cfg.eval_batch_size]
-            loss, _ = self._loss(p, xb, beta, vkind, gens)
+            loss, _ = self._loss(p, xb, beta, vkind, gens, latents)
             total += loss.double() * xb.shape[1]
         return (total / max(v.shape[1], 1)).cpu()
 
@@ -730,7 +826,8 @@ def run_group(
     resume: bool = False,
     checkpoint_seconds: float = 0.0,
 ) -> list[RunResult | TorchMIMError]:
-    """``run(config, out_dir)`` for runs that differ only in seed and objective, trained as one group.
+    """``run(config, out_dir)`` for runs that differ only in seed, objective and latent size,
+    trained as one group.
 
     Each member's folder gets what :func:`~torchmim.runs.run` writes (config.yaml,
     environment.json, checkpoint.pt, history.csv, model.pt, metrics.json); its data, initial
@@ -752,7 +849,8 @@ def run_group(
     if None in keys:
         raise ConfigError(f"run_group: {_run_reason(next(c for c in configs if group_key(c) is None))}")
     if len(keys) != 1:
-        raise ConfigError("run_group: the configs differ in more than the seed and the objective")
+        raise ConfigError("run_group: the configs differ in more than the seed, the objective "
+                          "and model.z_dim")
     datas, models = [], []
     for config, out in zip(configs, outs):
         # no data transform on the members while they train: the group's checkpoints would all
