@@ -94,7 +94,8 @@ def main() -> None:
     sizes = sorted({c.model.z_dim for c in configs})
     arms = {"one_group": [configs],
             "plan": [[c.config for c in unit]
-                     for unit, _ in plan_units(cells, group_members=args.group_members)],
+                     for unit, _ in plan_units(cells, group_members=args.group_members,
+                                                     pad_latents=True)],
             "per_size": [[c for c in configs if c.model.z_dim == z] for z in sizes]}
     base = configs[0].train
     cfg = dataclasses.replace(base, epochs=args.epochs, early_stopping=False, progress=False,

@@ -330,17 +330,21 @@ def test_group_key_ignores_the_latent_size_and_nothing_else():
                   {"train": {"lr": 1e-2}}):
         assert key(**other) != key()
     assert key(model__prior="gmm") is None  # still not vectorisable
-    # the sweep runner's plan: the 200 cells of fig4 (10 latent sizes × 2 objectives × 10 seeds,
-    # width 50) fit GROUP_UNITS = 10,000 hidden units in one group, but GROUP_MEMBERS = 40 splits
-    # them into 5 groups of two neighbouring latent sizes (units for several workers; breaks if
-    # the cap or the order by latent size is lost)
+    # the sweep runner's plan: by default one group per latent size (padding measured no faster);
+    # with pad_latents the 200 cells of fig4 (10 latent sizes × 2 objectives × 10 seeds, width 50)
+    # fit GROUP_UNITS = 10,000 hidden units in one group, but GROUP_MEMBERS = 40 splits them into
+    # 5 groups of two neighbouring latent sizes (breaks if the cap or the order is lost)
     cells = expand(get_sweep("fig4"))
-    units = plan_units(cells)
+    plain = plan_units(cells)
+    assert [(len(u), vec) for u, vec in plain] == [(20, True)] * 10
+    assert all(len({c.config.model.z_dim for c in u}) == 1 for u, _ in plain)
+    units = plan_units(cells, pad_latents=True)
     assert [(len(u), vec) for u, vec in units] == [(40, True)] * 5
     assert [sorted({c.config.model.z_dim for c in u}) for u, _ in units] == [
         [z, z + 2] for z in (2, 6, 10, 14, 18)]
-    assert [(len(u), vec) for u, vec in plan_units(cells, group_members=200)] == [(200, True)]
-    shuffled = plan_units(cells[::-1], group_members=100)  # grouped by latent size, not grid order
+    assert [(len(u), vec) for u, vec in plan_units(cells, group_members=200, pad_latents=True)
+            ] == [(200, True)]
+    shuffled = plan_units(cells[::-1], group_members=100, pad_latents=True)  # by latent size
     assert [sorted({c.config.model.z_dim for c in u}) for u, _ in shuffled] == [
         [2, 4, 6, 8, 10], [12, 14, 16, 18, 20]]
 

@@ -270,8 +270,8 @@ def evaluate(checkpoint: Path, config_file: Path | None, overrides: tuple[str, .
               help="Override an entry of every cell's run config, e.g. -s eval.nll_samples=200.")
 @click.option("--list", "list_", is_flag=True, help="List the named sweeps and exit.")
 @click.option("--vectorize/--no-vectorize", default=True, show_default=True,
-              help="Train cells that differ only in seed, objective and latent size (mlp "
-                   "models) as one stacked computation per group.")
+              help="Train cells that differ only in seed and objective (mlp models) as one "
+                   "stacked computation per group.")
 @click.option("--backend", default="local", show_default=True, metavar="NAME",
               help="Where the cells run: local (worker processes), serial, or ray (a Ray "
                    "cluster; needs pip install 'torchmim[ray]'). See docs/scale-out.md.")
@@ -293,10 +293,10 @@ def sweep(name: str | None, out_dir: Path | None, workers: int | None, quick: bo
           progress: bool) -> None:
     """Run the sweep NAME (fig3, fig4, fig5, appendix-d1 ... d4) or a sweep defined in a YAML file.
 
-    Cells run in parallel worker processes; cells of an mlp model that differ only in seed, objective
-    and latent size train together as one vectorised group (--no-vectorize: one by one). Finished
-    cells are skipped, so rerunning an interrupted sweep resumes it. Writes results.csv, summary.csv
-    and the figures into the output folder.
+    Cells run in parallel worker processes; cells of an mlp model that differ only in seed and
+    objective train together as one vectorised group (--no-vectorize: one by one). Finished cells
+    are skipped, so rerunning an interrupted sweep resumes it. Writes results.csv, summary.csv and
+    the figures into the output folder.
     """
     from .errors import ConfigError
     from .experiments import expand, get_sweep, run_sweep

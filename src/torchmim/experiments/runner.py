@@ -168,20 +168,28 @@ def run_unit(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plan_units(cells: list[Cell], *, vectorize: bool = True, group_units: int = GROUP_UNITS,
-               group_members: int = GROUP_MEMBERS) -> list[tuple[list[Cell], bool]]:
+               group_members: int = GROUP_MEMBERS, pad_latents: bool = False,
+               ) -> list[tuple[list[Cell], bool]]:
     """The units of work: ``(cells, vectorized)``. With ``vectorize``, cells that
     :func:`~torchmim.training.vectorized.group_key` says may train together (same config apart from
-    seed, objective and ``model.z_dim``) form groups of at most ``group_units`` hidden units
-    (members × width × depth) and ``group_members`` members, in order of latent size and then grid
-    order (so that a group pads few latent sizes); every other cell is a unit of its own. The plan
-    depends on the cells only (not on the workers), so a sweep gives the same numbers however it is
-    run."""
+    seed and objective; with ``pad_latents`` also apart from ``model.z_dim``, the smaller latent
+    sizes zero-padded) form groups of at most ``group_units`` hidden units (members × width ×
+    depth) and ``group_members`` members, in order of latent size and then grid order (so that a
+    group pads few latent sizes); every other cell is a unit of its own. The plan depends on the
+    cells only (not on the workers), so a sweep gives the same numbers however it is run.
+
+    ``pad_latents`` is off by default: measured on Fig. 4's 200 runs (``bench/padded_groups.py``,
+    docs/benchmarks.md) one padded group trained 1.03× and the capped plan 1.00× the member-samples/s
+    of one group per latent size — the padding's extra work eats the saved per-op overhead — while
+    fewer, larger units balance worse over the workers."""
     if not vectorize:
         return [([c], False) for c in cells]
     groups: dict[str, list[Cell]] = {}
     units: list[tuple[list[Cell], bool]] = []
     for cell in cells:
         key = group_key(cell.config)
+        if key is not None and not pad_latents:
+            key += f"|z_dim={cell.config.model.z_dim}"
         if key is None:
             units.append(([cell], False))
             continue
