@@ -31,6 +31,7 @@ import torch
 from torchmim.config import from_dict
 from torchmim.errors import TorchMIMError
 from torchmim.evaluation import POINTS_FILE, write_points
+from torchmim.experiments import with_current_claims
 from torchmim.experiments.figures import FigureSkipped
 from torchmim.experiments.images import test_point_claims
 from torchmim.experiments.spec import SweepSpec, expand
@@ -157,7 +158,8 @@ def write_claims_figure(folder: str | Path, echo: Any = None) -> Path | None:
     state_file = folder / "sweep.json"
     try:
         state = json.loads(state_file.read_text())
-        spec = from_dict(SweepSpec, state["spec"], where=f"{state_file}: spec")
+        # the paper's claims as this version states them (a sweep run before a correction)
+        spec = with_current_claims(from_dict(SweepSpec, state["spec"], where=f"{state_file}: spec"))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise _fail(f"cannot read the sweep's spec from {state_file}: {e}") from None
     done = set(finished_cells(folder))

@@ -116,3 +116,19 @@ def test_the_image_sweep_claims_the_side_each_paper_cell_shows():
     assert len(exceptions) == 5
     spec = image_tables()
     assert spec.claim_exceptions == exceptions and spec.compare == [["mim", "amim"], "vae"]
+
+
+def test_folders_run_before_a_claims_correction_get_the_current_claims():
+    # fails if `torchmim report` or the image backfill judged an old folder on the claims saved
+    # in its sweep.json (e.g. fig5's reconstruction side, or image cells without the paper's side)
+    from torchmim.experiments import get_sweep, with_current_claims
+
+    old = {"name": "fig5", "grid": {"seed": [0]}, "claims": None, "compare": ["mim", "vae"]}
+    new = with_current_claims(old)
+    assert "recon_error" not in new["claims"] and new["claim_exceptions"]
+    assert new["grid"] == old["grid"] and old["claims"] is None  # the runs' part kept, no mutation
+    user = {"name": "my-sweep", "claims": {"mi": "lower"}}
+    assert with_current_claims(user) is user
+    spec = get_sweep("image-tables")
+    stale = type(spec)(name="image-tables", grid=spec.grid)
+    assert with_current_claims(stale).claim_exceptions == spec.claim_exceptions

@@ -154,29 +154,16 @@ def _claims_html(checks: list[tuple[str, bool]]) -> list[str]:
             "</ul></details>"]
 
 
-def _current_claims(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` (a ``sweep.json``'s) with, for a registered sweep of its name, the claims, sides
-    and claim exceptions of this version of torchmim: they state what the paper says, not how
-    the runs were made, so a correction of them applies to folders run before it."""
-    from .experiments import EXPERIMENTS
-
-    name = spec.get("name")
-    if not isinstance(name, str) or name not in EXPERIMENTS:
-        return spec
-    current = EXPERIMENTS.get(name)()
-    return {**spec, "claims": current.claims, "compare": current.compare,
-            "claim_exceptions": current.claim_exceptions}
-
-
 def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
     """The sweep's claims table, regenerated from ``results.csv`` (``claims.csv``, ``claims.md``)."""
     from .errors import TorchMIMError
+    from .experiments import with_current_claims
     from .experiments.statistics import format_p, write_claims
     from .experiments.tables import read_csv
 
     if not (folder / "results.csv").is_file():
         return []
-    spec = _current_claims(spec)
+    spec = with_current_claims(spec)  # the paper's claims as this version states them
     try:
         table = write_claims(read_csv(folder / "results.csv"), spec, folder)
     except TorchMIMError as e:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..registry import Registry
 from . import images, paper
@@ -15,7 +17,7 @@ from .spec import Cell, FigureSpec, SweepSpec, expand, load_sweep_file
 __all__ = ["EXPERIMENTS", "SWEEP_ALIASES", "Cell", "Executor", "FigureSpec", "LocalProcessExecutor",
            "SerialExecutor", "SweepResult", "SweepSpec", "aggregate", "expand", "get_sweep",
            "load_sweep_file", "make_executor", "read_csv", "run_cell", "run_sweep", "summarize",
-           "sweep_names"]
+           "sweep_names", "with_current_claims"]
 
 #: Named sweeps (``torchmim sweep NAME``); each entry returns a :class:`SweepSpec`.
 EXPERIMENTS: Registry[Callable[[], SweepSpec]] = Registry("experiment")
@@ -48,3 +50,21 @@ def get_sweep(name_or_file: str | Path) -> SweepSpec:
     if path.suffix in (".yaml", ".yml", ".json"):
         return load_sweep_file(path)
     return EXPERIMENTS.get(str(name_or_file))()
+
+
+#: The fields of a sweep that state the paper's claims (not how its runs were made).
+CLAIM_FIELDS = ("claims", "compare", "claim_exceptions")
+
+
+def with_current_claims(spec: SweepSpec | dict[str, Any]) -> SweepSpec | dict[str, Any]:
+    """``spec`` (a :class:`SweepSpec`, or its dict as a sweep folder's ``sweep.json`` holds it)
+    with, for a registered sweep of its name, the claims, sides and claim exceptions of this
+    version of torchmim: they state what the paper says, not how the runs were made, so a
+    correction of them applies to folders run before it (``torchmim report``, the image
+    backfill). Other sweeps are returned unchanged."""
+    name = spec.get("name") if isinstance(spec, dict) else spec.name
+    if not isinstance(name, str) or name not in EXPERIMENTS:
+        return spec
+    current = EXPERIMENTS.get(name)()
+    fields = {k: getattr(current, k) for k in CLAIM_FIELDS}
+    return {**spec, **fields} if isinstance(spec, dict) else dataclasses.replace(spec, **fields)
