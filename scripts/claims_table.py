@@ -15,6 +15,7 @@ import csv
 import sys
 from collections import defaultdict
 
+from torchmim.experiments.statistics import PAPER_CLAIMS
 from torchmim.metric_names import metric_label
 
 #: the metrics shown, in this column order (their headers: torchmim.metric_names)
@@ -35,6 +36,9 @@ def fmt(row: dict[str, str]) -> str:
         if q_text != p_text:
             p_text += f", Holm {q_text[2:]}"
     interval = f"{d:{spec}} [{lo:{spec}}, {hi:{spec}}]".replace("-", "−")
+    side = row.get("claim")
+    if side in ("higher", "lower") and side != PAPER_CLAIMS.get(row["metric"], side):
+        p_text += f" (claimed {'>' if side == 'higher' else '<'})"  # the paper's other side here
     return f"{interval}, {p_text}{MARK.get(row['verdict'], ' ?')}"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from torchmim.experiments.images import image_tables, paper_table
 
 from .helpers import load_file
@@ -123,7 +125,8 @@ def test_folders_run_before_a_claims_correction_get_the_current_claims():
     # in its sweep.json (e.g. fig5's reconstruction side, or image cells without the paper's side)
     from torchmim.experiments import get_sweep, with_current_claims
 
-    old = {"name": "fig5", "grid": {"seed": [0]}, "claims": None, "compare": ["mim", "vae"]}
+    grid = dict(get_sweep("fig5").grid)  # a folder of the registered sweep: its grid keys
+    old = {"name": "fig5", "grid": grid, "claims": None, "compare": ["mim", "vae"]}
     new = with_current_claims(old)
     assert "recon_error" not in new["claims"] and new["claim_exceptions"]
     assert new["grid"] == old["grid"] and old["claims"] is None  # the runs' part kept, no mutation
@@ -132,3 +135,60 @@ def test_folders_run_before_a_claims_correction_get_the_current_claims():
     spec = get_sweep("image-tables")
     stale = type(spec)(name="image-tables", grid=spec.grid)
     assert with_current_claims(stale).claim_exceptions == spec.claim_exceptions
+
+
+def test_claim_exceptions_naming_no_setting_or_claim_are_refused_in_one_line():
+    # fails if a typo in a claim exception (a key that is not a grid setting, a metric the sweep
+    # does not claim, no `where`) were accepted: the paper's side would silently not apply
+    from torchmim.config import from_dict
+    from torchmim.errors import ConfigError
+    from torchmim.experiments import get_sweep
+    from torchmim.experiments.spec import SweepSpec, spec_to_dict
+
+    base = spec_to_dict(get_sweep("fig5"))
+    for bad, says in (({"where": {"z_dim": 2}, "metric": "mi", "claim": None}, "z_dim, not a"),
+                      ({"where": {"model.z_dim": 2}, "metric": "mii", "claim": None}, "'mii'"),
+                      ({"metric": "mi", "claim": "lower"}, "a claim exception is"),
+                      ({"where": {"seed": 0}, "metric": "mi", "claim": None}, "seed, not a")):
+        with pytest.raises(ConfigError, match=says) as e:
+            from_dict(SweepSpec, {**base, "claim_exceptions": [bad]})
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="must be a list"):
+        SweepSpec(name="x", grid={"seed": [0]}, claim_exceptions=None)
+    # a preset's smaller grid keeps the full sweep's exceptions (values are not checked)
+    assert get_sweep("image-tables").resolved(preset="cpu").claim_exceptions
+
+
+def test_a_user_sweep_sharing_a_registered_name_keeps_its_claims():
+    # fails if with_current_claims replaced the sides and claims of a user's fig3.yaml (another
+    # grid) with the built-in fig3's: the sign of every difference could flip
+    from torchmim.experiments import with_current_claims
+
+    user = {"name": "fig3", "group": "objective.name", "grid": {"model.hidden": [5], "seed": [0],
+                                                                "objective.name": ["vae", "mim"]},
+            "claims": {"mi": "lower"}, "compare": ["vae", "mim"]}
+    assert with_current_claims(user) is user
+
+
+def test_claims_table_marks_a_row_claimed_for_the_other_side(tmp_path, capsys):
+    # fails if a row the paper claims the other way (an exception) were printed like the column's
+    # default claim: a reader would take a VAE win for a MIM win
+    from torchmim.experiments.tables import write_csv
+
+    rows = [{"data": "F", "model": m, "metric": "knn_acc", "claim": c, "diff_mean": 0.1,
+             "ci_low": 0.05, "ci_high": 0.15, "t_p": 0.01, "p_holm": 0.02, "verdict": v}
+            for m, c, v in (("a", "higher", "holds"), ("b", "lower", "opposite"))]
+    write_csv(tmp_path / "claims.csv", rows, first=["data", "model", "metric"])
+    script = load_file("scripts/claims_table.py")
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["claims_table.py", str(tmp_path / "claims.csv")]
+    try:
+        script.main()
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    line_a = next(line for line in out.splitlines() if line.startswith("| F, a |"))
+    line_b = next(line for line in out.splitlines() if line.startswith("| F, b |"))
+    assert "claimed" not in line_a and "(claimed <) ✗" in line_b

@@ -196,7 +196,8 @@ def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
     n_ok = sum(r["verdict"] == "holds" for r in claimed)
     return [f"<details open><summary>Paired over seeds: {n_ok} of {len(claimed)} claims hold "
             "(95% t interval on the claimed side and paired t-test p, Holm-adjusted over the "
-            "settings of each metric, &lt; 0.05; claims.csv)</summary>", f"<table><tr>{head}</tr>{''.join(body)}</table></details>"]
+            "settings of each metric, &lt; 0.05; claims.csv)</summary>",
+            f"<table><tr>{head}</tr>{''.join(body)}</table></details>"]
 
 
 def _sweep_section(folder: Path, page: _Page) -> str:

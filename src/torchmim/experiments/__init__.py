@@ -61,10 +61,15 @@ def with_current_claims(spec: SweepSpec | dict[str, Any]) -> SweepSpec | dict[st
     with, for a registered sweep of its name, the claims, sides and claim exceptions of this
     version of torchmim: they state what the paper says, not how the runs were made, so a
     correction of them applies to folders run before it (``torchmim report``, the image
-    backfill). Other sweeps are returned unchanged."""
-    name = spec.get("name") if isinstance(spec, dict) else spec.name
+    backfill). Other sweeps — also a user's sweep that only shares a registered name (its
+    ``group`` or grid keys differ) — are returned unchanged."""
+    get = spec.get if isinstance(spec, dict) else (lambda k, d=None: getattr(spec, k, d))
+    name = get("name")
     if not isinstance(name, str) or name not in EXPERIMENTS:
         return spec
     current = EXPERIMENTS.get(name)()
+    if (get("group") or "objective.name") != current.group or \
+            list(get("grid") or {}) != list(current.grid):
+        return spec
     fields = {k: getattr(current, k) for k in CLAIM_FIELDS}
     return {**spec, **fields} if isinstance(spec, dict) else dataclasses.replace(spec, **fields)

@@ -111,14 +111,27 @@ class SweepSpec:
                                        for side in sides) or set(sides[0]) & set(sides[1])):
             raise ConfigError(f"sweep {self.name}: compare must name two different "
                               f"{self.group} values (or two disjoint lists), got {self.compare}")
-        resolve_claims(self.claims, where=f"sweep {self.name}: claims")
+        claims = resolve_claims(self.claims, where=f"sweep {self.name}: claims")
+        if not isinstance(self.claim_exceptions, list):
+            raise ConfigError(f"sweep {self.name}: claim_exceptions must be a list, got "
+                              f"{self.claim_exceptions!r}")
+        settings = [k for k in self.grid if k not in ("seed", self.group)]
         for e in self.claim_exceptions:
             if (not isinstance(e, dict) or set(e) - {"where", "metric", "claim"}
                     or not isinstance(e.get("metric"), str)
-                    or not isinstance(e.get("where", {}), dict)
+                    or not isinstance(e.get("where"), dict) or not e["where"]
                     or e.get("claim") not in ("higher", "lower", None)):
                 raise ConfigError(f"sweep {self.name}: a claim exception is {{where: {{key: "
                                   f"value}}, metric: name, claim: higher|lower|null}}, got {e!r}")
+            # a typo would silently leave the paper's other side (or no claim) unapplied; the
+            # values are not checked: a preset's smaller grid may leave a data set out
+            unknown = [k for k in e["where"] if k not in settings]
+            if unknown or e["metric"] not in claims:
+                raise ConfigError(
+                    f"sweep {self.name}: claim exception {e!r} names "
+                    + (f"{', '.join(unknown)}, not a setting of the grid ({', '.join(settings)})"
+                       if unknown else f"metric {e['metric']!r}, which the sweep does not claim "
+                       f"({', '.join(claims)})"))
 
     def resolved(self, *, preset: str | None = None, quick: bool = False,
                  overrides: list[str] | None = None, seeds: int | None = None,

@@ -17,7 +17,10 @@ when both say so for the other side, else *not significant* (or *too few pairs* 
 Across seeds the interval is the t interval (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n, the interval of the t-test
 itself: at 5–10 pairs a percentile bootstrap covers only ~85–91% of the time); when every
 difference is the same nonzero value the t-test is undefined and the exact sign test is used
-(p = 2^(1−n): 2 or 3 equal differences are not evidence).
+(p = 2^(1−n): 2 or 3 equal differences are not evidence). That makes the rule non-monotone at
+the edge — five equal differences do not hold (p 0.0625) while five that differ in the last
+digit can (the t-test's p) — which is the t-test's own assumption of a spread showing; it
+matters only for discrete metrics on very few pairs.
 
 With one seed there are no pairs across seeds; :func:`compare_points` pairs two models over the
 **test points** instead (the per-point values a run saves with ``eval.save_points``): a paired
@@ -268,7 +271,8 @@ def verdict(claim: str, p: float, ci_low: float, ci_high: float, n: int,
     """The verdict on a claim (the module's rule): ``holds`` when the test's two-sided ``p`` is
     below ``alpha`` and the interval [``ci_low``, ``ci_high``] of ``a − b`` lies wholly on the
     claimed side of zero, ``opposite`` when both say so for the other side, else ``not
-    significant``; ``too few pairs`` below 2 pairs (and for a NaN p)."""
+    significant``; ``too few pairs`` below 2 pairs (a NaN p from 2 pairs on: ``not
+    significant``)."""
     if n < 2 or p is None or math.isnan(p):
         return "too few pairs" if n < 2 else "not significant"
     significant = p < alpha
@@ -317,8 +321,8 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
     (``a − b``; for k-NN the accuracy difference), the seeded percentile-bootstrap interval
     ``ci_low``, ``ci_high`` of the mean difference (``n_boot`` resamples of the test points),
     ``test`` and ``p``: for the NLL a paired t-test (``scipy.stats.ttest_rel``; identical
-    differences give the sign test's p = 2^(1−n), or 1 when all are 0), for k-NN correctness the exact McNemar test
-    (``scipy.stats.binomtest`` on the discordant counts ``a_only``, ``b_only``: points only ``a``,
+    differences give the sign test's p = 2^(1−n), or 1 when all are 0), for k-NN correctness the
+    exact McNemar test (``scipy.stats.binomtest`` on the discordant counts ``a_only``, ``b_only``: points only ``a``,
     only ``b`` classifies correctly; p = 1 when there are none), and ``verdict`` by the rule of
     :func:`paired_test`. The noise these measure is that of the finite test sample for the two
     trained models at hand, not the spread over training seeds: with one seed they say whether a
