@@ -19,7 +19,7 @@ from typing import Any
 
 from torchmim.errors import TorchMIMError
 from torchmim.experiments.images import ARCHS, PIXEL, image_tables, paper_table
-from torchmim.experiments.statistics import format_p
+from torchmim.experiments.statistics import claim_text, format_p
 from torchmim.experiments.tables import read_csv
 from torchmim.figures.style import objective_label
 from torchmim.metric_names import metric_label
@@ -92,7 +92,7 @@ def claims_table(folders: list[Path]) -> str:
             test += f" ({_fmt(r['a_only'], 'd')} vs {_fmt(r['b_only'], 'd')} discordant)"
         a, b = objective_label(r.get("a") or "mim"), objective_label(r.get("b") or "vae")
         compared = f"{a} vs {b}"
-        claim = {"higher": f"{a} > {b}", "lower": f"{a} < {b}"}.get(r.get("claim"), "–")
+        claim = claim_text(r.get("claim"), a, b)
         lines.append(
             f"| {r['data']} | {r['model']} | {_fmt(r.get('seed'), 'd')} | "
             f"{metric_label(r['metric'], 'claims')} | {_fmt(r['n'], 'd')} | {compared} | "

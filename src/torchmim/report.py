@@ -158,7 +158,7 @@ def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
     """The sweep's claims table, regenerated from ``results.csv`` (``claims.csv``, ``claims.md``)."""
     from .errors import TorchMIMError
     from .experiments import with_current_claims
-    from .experiments.statistics import format_p, write_claims
+    from .experiments.statistics import format_p, side_labels, write_claims
     from .experiments.tables import read_csv
 
     if not (folder / "results.csv").is_file():
@@ -172,7 +172,7 @@ def _paired_claims_html(folder: Path, spec: dict[str, Any]) -> list[str]:
         return []
     group = spec.get("group", "objective.name")
     by = [k for k in spec.get("grid", {}) if k not in ("seed", group)]
-    a, b = ("/".join(str(v).upper() for v in (c if isinstance(c, list) else [c]))
+    a, b = ("/".join(str(v).upper() for v in side_labels(c))
             for c in spec.get("compare") or ("mim", "vae"))
     head = "".join(f'<th class="l">{html.escape(column_label(k, spec))}</th>' for k in by)
     head += (f'<th class="l">claim</th><th>pairs</th><th>{a} − {b}</th><th>95% t interval</th>'

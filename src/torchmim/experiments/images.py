@@ -35,6 +35,7 @@ from .statistics import (
     apply_claim_exceptions,
     compare_points,
     resolve_claims,
+    side_labels,
 )
 
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "TABLE_CLAIMS", "image_tables", "paper_claim_exceptions",
@@ -270,8 +271,9 @@ def test_point_claims(spec: SweepSpec, out: Path, rows: Sequence[dict[str, Any]]
 
     group = spec.group
     a_side, b_name = spec.compare
-    a_sides = set(a_side) if isinstance(a_side, list) else {a_side, f"a{a_side}"}  # A-MIM: 5.3
-    a_name = next(iter(a_side)) if isinstance(a_side, list) else a_side
+    # a list names its sides; a single name also takes its A- variant (A-MIM: Section 5.3)
+    a_sides = set(side_labels(a_side)) if isinstance(a_side, list) else {a_side, f"a{a_side}"}
+    a_name = side_labels(a_side)[0]
     claims = resolve_claims(spec.claims if claims is None else claims)
     done = {r["cell"] for r in rows}
     by = [k for k in spec.grid if k != group]

@@ -27,7 +27,7 @@ from ..config import apply_overrides, from_dict, load_config_file, parse_overrid
 from ..errors import ConfigError
 from ..registry import suggest
 from ..runs import RunConfig
-from .statistics import resolve_claims
+from .statistics import resolve_claims, side_labels
 
 __all__ = ["Cell", "FigureSpec", "SweepSpec", "expand", "load_sweep_file", "param_label"]
 
@@ -106,7 +106,7 @@ class SweepSpec:
         if self.x is not None and self.x not in self.grid:
             raise ConfigError(f"sweep {self.name}: x {self.x!r} is not a grid key "
                               f"(grid keys: {', '.join(self.grid)})")
-        sides = [c if isinstance(c, list) else [c] for c in self.compare]
+        sides = [side_labels(c) for c in self.compare]
         if (len(sides) != 2 or not all(side and all(isinstance(v, str) for v in side)
                                        for side in sides) or set(sides[0]) & set(sides[1])):
             raise ConfigError(f"sweep {self.name}: compare must name two different "

@@ -48,8 +48,8 @@ from .tables import atomic_write_text, write_csv
 
 __all__ = ["CLAIM_DIRECTIONS", "COMPARE", "PAPER_CLAIMS", "adjust_verdicts", "claims_markdown",
            "compare_objectives", "compare_points", "compare_sweeps", "format_p", "holm",
-           "NOT_CLAIMED", "apply_claim_exceptions", "paired_test", "pairs_by_seed",
-           "points_markdown", "resolve_claims", "verdict", "write_claims"]
+           "NOT_CLAIMED", "apply_claim_exceptions", "claim_text", "paired_test", "pairs_by_seed",
+           "points_markdown", "resolve_claims", "side_labels", "verdict", "write_claims"]
 
 #: The sides a claim may put ``a − b`` on.
 CLAIM_DIRECTIONS = ("higher", "lower")
@@ -96,7 +96,7 @@ def pairs_by_seed(rows: Sequence[Mapping[str, Any]], metric: str, *, by: Sequenc
     where a setting has it, against VAE). Raises :class:`DataError` for two rows of one side,
     setting and seed (ambiguous pairs; e.g. a MIM and an A-MIM run of one seed).
     """
-    a_labels, b_labels = (_labels(c) for c in compare)
+    a_labels, b_labels = (side_labels(c) for c in compare)
     values: dict[tuple, dict[str, dict[Any, float]]] = {}
     for r in rows:
         label = r.get(group)
@@ -123,8 +123,9 @@ def pairs_by_seed(rows: Sequence[Mapping[str, Any]], metric: str, *, by: Sequenc
     return out
 
 
-def _labels(side: Any) -> tuple[Any, ...]:
-    """The ``group`` labels of one side of ``compare``: a label, or a tuple/list of them."""
+def side_labels(side: Any) -> tuple[Any, ...]:
+    """The ``group`` labels of one side of ``compare`` (a label, or a tuple/list of them), as
+    every reader of ``compare`` (sweep spec, claims, per-image claims, report) takes them."""
     return tuple(side) if isinstance(side, (tuple, list)) else (side,)
 
 
@@ -175,12 +176,7 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
         else:
             half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
             out["ci_low"], out["ci_high"] = float(d.mean()) - half, float(d.mean()) + half
-        if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf
-            out["t"] = 0.0 if d[0] == 0 else math.copysign(math.inf, d[0])
-            out["t_p"] = 1.0 if d[0] == 0 else _sign_test_p(n)
-        else:
-            res = stats.ttest_rel(a, b)
-            out["t"], out["t_p"] = float(res.statistic), float(res.pvalue)
+        out["t"], out["t_p"] = _paired_t(a, b)
         if n >= WILCOXON_MIN_PAIRS:
             if np.all(d == 0):
                 out["wilcoxon_p"] = 1.0
@@ -197,6 +193,18 @@ def paired_test(a: Any, b: Any, *, claim: str | None = None, alpha: float = 0.05
 def _sign_test_p(n: int) -> float:
     """The exact two-sided sign test's p for ``n`` nonzero differences all of one sign."""
     return min(1.0, 2.0 ** (1 - n))
+
+
+def _paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """``(t, p)`` of the two-sided paired t-test of ``a`` and ``b`` (2 pairs or more). When every
+    difference is the same, t is 0/0 or ±inf: then t = 0 and p = 1 if they are all 0, else
+    t = ±inf and p is the exact sign test's 2^(1−n)."""
+    d = a - b
+    if np.all(d == d[0]):
+        return ((0.0, 1.0) if d[0] == 0 else
+                (math.copysign(math.inf, d[0]), _sign_test_p(len(d))))
+    res = stats.ttest_rel(a, b)
+    return float(res.statistic), float(res.pvalue)
 
 
 def holm(p: Sequence[float]) -> list[float]:
@@ -373,10 +381,7 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
         if metric == "nll":
             row["test"] = "paired t"
             if n >= 2:
-                if np.all(d == d[0]):  # no spread: t is 0/0 or ±inf (as paired_test)
-                    row["p"] = 1.0 if d[0] == 0 else _sign_test_p(n)
-                else:
-                    row["p"] = float(stats.ttest_rel(fa, fb).pvalue)
+                row["p"] = _paired_t(fa, fb)[1]
         else:
             ca, cb = va.astype(bool), vb.astype(bool)
             a_only, b_only = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))
@@ -406,7 +411,7 @@ def compare_objectives(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str],
     settings in first-seen order, metrics in the order of ``claims`` (default
     :data:`PAPER_CLAIMS`)."""
     claims = resolve_claims(claims)
-    if len(compare) != 2 or set(_labels(compare[0])) & set(_labels(compare[1])):
+    if len(compare) != 2 or set(side_labels(compare[0])) & set(side_labels(compare[1])):
         raise ConfigError(f"compare must name two different objectives, got {list(compare)}")
     out: list[dict[str, Any]] = []
     metrics = [m for m in claims if any(m in r for r in rows)]
@@ -461,7 +466,8 @@ def format_p(v: Any) -> str:
     return "<1e-4" if v < 1e-4 else f"{v:.2g}"
 
 
-def _claim_text(claim: str | None, a: str, b: str) -> str:
+def claim_text(claim: str | None, a: str, b: str) -> str:
+    """A claim as a table shows it (``MIM > VAE``; ``–`` for no claim)."""
     return "–" if claim is None else f"{a} {'>' if claim == 'higher' else '<'} {b}"
 
 
@@ -472,7 +478,7 @@ def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
     # display names (MIM, VAE + H); variant labels as given
     from ..figures.style import objective_label
 
-    a, b = ("/".join(objective_label(c) for c in _labels(side)) for side in compare)
+    a, b = ("/".join(objective_label(c) for c in side_labels(side)) for side in compare)
     b_term = f"({b})" if " " in b or "/" in b else b  # VAE + H − (MIM − H)
     head = [*by, "metric", "claim", "pairs", f"{a} mean ± std", f"{b} mean ± std",
             f"{a} − {b_term} [95% t interval]", "t-test p", "Holm-adjusted p", "Wilcoxon p",
@@ -482,7 +488,7 @@ def claims_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
         sides = [f"{_num(r[f'{s}_mean'])} ± {_num(r[f'{s}_std'])}" for s in ("a", "b")]
         pairs = f"{r['n']}" + (f" ({r['unpaired']} unpaired)" if r.get("unpaired") else "")
         cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
-                 _claim_text(r["claim"], a, b), pairs,
+                 claim_text(r["claim"], a, b), pairs,
                  *sides, f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
                  format_p(r["t_p"]), format_p(r.get("p_holm")), format_p(r["wilcoxon_p"]),
                  str(r.get("verdict", ""))]
@@ -514,7 +520,7 @@ def points_markdown(table: Sequence[Mapping[str, Any]], by: Sequence[str],
             test += f" ({r['a_only']} vs {r['b_only']} discordant)"
         ra, rb = sides(r)
         cells = [*(str(r.get(k)) for k in by), str(r["metric"]),
-                 _claim_text(r["claim"], ra, rb), str(r["n"]),
+                 claim_text(r["claim"], ra, rb), str(r["n"]),
                  _num(r["a_mean"]), _num(r["b_mean"]),
                  f"{_num(r['diff_mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
                  test, format_p(r["p"]), format_p(r.get("p_holm")), str(r.get("verdict", ""))]
@@ -532,14 +538,13 @@ def write_claims(rows: Sequence[Mapping[str, Any]], spec: Any, out_dir: str | Pa
     get = spec.get if isinstance(spec, Mapping) else (lambda k, d=None: getattr(spec, k, d))
     grid = get("grid") or {}
     group = get("group") or "objective.name"
-    compare = tuple(_labels(c) if isinstance(c, (list, tuple)) else c
-                    for c in (get("compare") or COMPARE))
+    compare = tuple(get("compare") or COMPARE)  # a side may be a list (side_labels)
     claims = resolve_claims(get("claims"), where=f"sweep {get('name')}: claims")
     labels = {str(v.get("label")) if isinstance(v, Mapping) else v for v in grid.get(group, [])}
     out = Path(out_dir)
     table: list[dict[str, Any]] = []
     by = [k for k in grid if k not in ("seed", group)]
-    if "seed" in grid and claims and all(set(_labels(c)) & labels for c in compare):
+    if "seed" in grid and claims and all(set(side_labels(c)) & labels for c in compare):
         table = compare_objectives(rows, by=by, claims=claims, group=group, compare=compare,
                                    claim_exceptions=get("claim_exceptions"))
     if not table:
