@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from ..errors import DataError
 from ..layers import check_images, chunked_no_grad, eval_mode
+from ..precision import full_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..layers import PixelCNN
@@ -73,14 +74,15 @@ class AutoregressiveBernoulli(Distribution):
     def logits(self, value: Tensor) -> Tensor:
         """Teacher-forced logits ℓ_i(x_<i, maps) of every pixel, shape broadcast(value, batch)."""
         shape, x, maps = self._broadcast(value)
-        return chunked_no_grad(self.pixelcnn, x, maps).reshape(*shape, *self.event_shape)
+        logits = chunked_no_grad(self.pixelcnn, x, maps)
+        return full_precision(logits).reshape(*shape, *self.event_shape)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Σ_i log Bernoulli(x_i; sigmoid ℓ_i(x_<i, maps)) (stable BCE-with-logits form)."""
         shape, x, maps = self._broadcast(value)
 
         def log_px(x: Tensor, maps: Tensor) -> Tensor:
-            logits = self.pixelcnn(x, maps)
+            logits = full_precision(self.pixelcnn(x, maps))
             return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
 
         return chunked_no_grad(log_px, x, maps).reshape(shape)

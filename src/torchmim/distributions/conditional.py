@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
+from ..precision import full_precision
 from ..registry import Registry
 from .mixture import ReparameterizedMixture
 
@@ -43,6 +44,8 @@ def gaussian_from_mean_logvar(
     near-deterministic, as MIM encoders do; the clamp ([−6, 2] for the image models) bounds the
     variance from both sides.
     """
+    # a network's bfloat16 output under train.precision=bf16-mixed: densities in full precision
+    mean, logvar = full_precision(mean), full_precision(logvar)
     if logvar_clamp is not None:
         logvar = logvar.clamp(*logvar_clamp)
     std = torch.exp(0.5 * logvar) + std_floor
@@ -117,7 +120,7 @@ class ConditionalBernoulli(nn.Module):
         return cls(network, **options)
 
     def forward(self, context: Tensor) -> Independent:
-        logits = self.network(context)
+        logits = full_precision(self.network(context))
         return Independent(Bernoulli(logits=logits, validate_args=False), self.event_ndims,
                            validate_args=False)
 
@@ -151,7 +154,7 @@ class ConditionalGaussianMixture(nn.Module):
         return cls(network, dim, **options)
 
     def forward(self, context: Tensor) -> ReparameterizedMixture:
-        out = self.network(context)
+        out = full_precision(self.network(context))
         k, d = self.num_components, self.dim
         logits, rest = out[..., :k], out[..., k:]
         mean, logvar = rest.reshape(rest.shape[:-1] + (k, 2 * d)).chunk(2, dim=-1)

@@ -103,6 +103,8 @@ class FlowPrior(Prior):
         init_scale: scale of the hyper-networks' last layer at initialisation (0: exactly N(0, I)).
     """
 
+    autocast_safe = False  # the hyper-networks run inside log_prob (torchmim.precision)
+
     def __init__(
         self,
         shape: int | Sequence[int],

@@ -137,10 +137,17 @@ class Prior(nn.Module, ABC):
     * :meth:`from_config` — builds the prior from a config's ``prior_options``; ``x_shape`` (the
       shape of one observation) is there for priors defined over the data space, such as the
       VampPrior's pseudo-inputs.
+    * :attr:`autocast_safe` — ``False`` for a density whose ``log_prob`` runs networks (a flow's
+      hyper-networks): under ``train.precision="bf16-mixed"`` their bfloat16 rounding would reach
+      the log-density, so such a model is refused (:mod:`torchmim.precision`). A density whose
+      parameters come from a network's output passes them through
+      :func:`~torchmim.precision.full_precision` first.
     """
 
     #: Whether this density is defined through the model (then ``forward`` needs :meth:`bind`).
     needs_model: ClassVar[bool] = False
+    #: Whether ``log_prob`` stays in full precision under autocast (see the class docstring).
+    autocast_safe: ClassVar[bool] = True
 
     @abstractmethod
     def forward(self) -> Distribution:

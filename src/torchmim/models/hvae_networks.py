@@ -48,6 +48,7 @@ from ..layers import (
     conv_output_size,
     to_conv_layout,
 )
+from ..precision import full_precision
 
 __all__ = [
     "ConvHVAEDecoder",
@@ -177,7 +178,7 @@ class ConvHVAEDecoder(nn.Module):
         return logits.reshape(*lead, *self.x_shape)
 
     def forward(self, z: Tensor) -> Independent:
-        return Independent(Bernoulli(logits=self.logits(z), validate_args=False), 3,
+        return Independent(Bernoulli(logits=full_precision(self.logits(z)), validate_args=False), 3,
                            validate_args=False)
 
 

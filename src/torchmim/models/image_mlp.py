@@ -32,6 +32,7 @@ from ..layers import (
     chunked_no_grad,
     he_normal_,
 )
+from ..precision import full_precision
 from ._image import ImageConfigMixin
 from .configs import MODELS, ModelConfig
 from .latent_variable_model import LatentVariableModel
@@ -79,7 +80,7 @@ class MLPImageDecoder(nn.Module):
         return flat.reshape(*lead, *self.x_shape)
 
     def forward(self, z: Tensor) -> Independent:
-        return Independent(Bernoulli(logits=self.logits(z), validate_args=False), 3,
+        return Independent(Bernoulli(logits=full_precision(self.logits(z)), validate_args=False), 3,
                            validate_args=False)
 
 

@@ -151,6 +151,8 @@ def unsupported_reason(model_config: Any, objective: Objective, train: TrainerCo
         return "per-tensor gradient normalisation or clipping would couple the members"
     if train.max_seconds is not None:
         return "train.max_seconds is a per-run time budget"
+    if train.precision != "full":
+        return f"train.precision={train.precision!r} (the stacked step runs in full precision)"
     return None
 
 
