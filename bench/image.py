@@ -23,6 +23,10 @@ every round) after warm-up, and reports medians and ratio = baseline time / fast
   no_grad) with the fast paths off;
 * toy-nll: the same pair on the toy model (width 500) with S = 1000 on ``--toy-points`` points
   (the issue's case is 10,000), with the decoder's FLOPs against the measured mm peak;
+* precision: the training step (VAE, and MIM / A-MIM for PixelHVAE) with the objective under
+  ``torchmim.precision.autocast("bf16-mixed")`` (what ``Trainer`` does with
+  ``train.precision="bf16-mixed"``) against full precision, same weights; the loss of the first
+  step on each side shows the rounding;
 * fold-cache: the toy IS-NLL with the folded-tanh weights folded once for the whole NLL
   (``torchmim.networks.frozen_folds``) against folding them for every decoder block (before), same
   values.
@@ -50,6 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import torchmim as tm
 from torchmim._reference import nll_0_1
 from torchmim.layers import fast_paths
+from torchmim.precision import autocast
 
 HERE = Path(__file__).resolve().parent
 PLAIN = {"fused_gates": False, "channels_last": False, "gated_channels_last": False,
@@ -104,14 +109,16 @@ def bench_peak(results: list[dict], a) -> None:
 
 
 # ------------------------------------------------------------------------------------------ train
-def _step_fn(model, grey: torch.Tensor, switches: dict) -> Callable[[], float]:
-    """The harness's torchmim step: binarise, VAE loss, backward, gradient normalisation, Adam."""
+def _step_fn(model, grey: torch.Tensor, switches: dict, objective: str = "vae",
+             precision: str = "full") -> Callable[[], float]:
+    """The harness's torchmim step: binarise, VAE loss, backward, gradient normalisation, Adam
+    (``precision``: the objective in Trainer's autocast region)."""
     opt = torch.optim.Adam(model.parameters(), 5e-4)
-    vae = tm.get_objective("vae")
+    vae = tm.get_objective(objective)
 
     def step() -> float:
         x = torch.bernoulli(grey)
-        with fast_paths(**switches):
+        with fast_paths(**switches), autocast(precision, "cpu"):
             loss = vae(model, x, 1.0).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,6 +158,30 @@ def bench_train(results: list[dict], a) -> None:
                         "fast": 100 / t["fast"], "baseline": 100 / t["baseline"],
                         "ratio": t["baseline"] / t["fast"], "load": f"{l0} → {load()}",
                         "gflops": flops / t["fast"] / 1e9, "peak": MM_FLOP / t["mm"] / 1e9})
+
+
+def bench_precision(results: list[dict], a) -> None:
+    grey = _grey()
+    for name, prior, objectives in (("convhvae", "normal", ("vae", "mim")),
+                                    ("convhvae", "vampprior", ("vae", "mim")),
+                                    ("pixelhvae", "normal", ("vae", "amim"))):
+        for objective in objectives:
+            torch.manual_seed(0)
+            model = tm.build_model(name=name, prior=prior).train()
+            model.initialize_from_data(torch.bernoulli(grey))
+            twin = copy.deepcopy(model)
+            fast, base = (_step_fn(model, grey, FAST, objective, "bf16-mixed"),
+                          _step_fn(twin, grey, FAST, objective, "full"))
+            torch.manual_seed(1)
+            first_fast = fast()
+            torch.manual_seed(1)
+            first_base = base()
+            l0 = load()
+            t = interleave({"fast": fast, "baseline": base}, a.steps)
+            results.append({"bench": f"{name} ({prior}) {objective.upper()} step, bf16-mixed vs full",
+                            "unit": "images/s", "fast": 100 / t["fast"], "baseline": 100 / t["baseline"],
+                            "ratio": t["baseline"] / t["fast"], "load": f"{l0} → {load()}",
+                            "values": {"fast": first_fast, "baseline": first_base}})
 
 
 # ------------------------------------------------------------------------------------------ alloc
@@ -274,7 +305,7 @@ def bench_fold_cache(results: list[dict], a) -> None:
 
 
 BENCHES = {"peak": bench_peak, "train": bench_train, "alloc": bench_alloc, "nll": bench_nll,
-           "toy-nll": bench_toy_nll, "fold-cache": bench_fold_cache}
+           "toy-nll": bench_toy_nll, "fold-cache": bench_fold_cache, "precision": bench_precision}
 
 
 def main() -> None:
@@ -311,7 +342,8 @@ def main() -> None:
         gfs = "—" if gf is None else f"{gf:.1f} ({gf / peak:.0%} of {peak:.0f})" if peak else f"{gf:.1f}"
         print(f"| {r['bench']} | {r['fast']:.3g} | {base} | {r['unit']} | {ratio} | {gfs} | {r['load']} |")
         if "values" in r:
-            print(f"|  ↳ NLL values (same seed) | {r['values'].get('fast', float('nan')):.4f} | "
+            what = "first-step loss" if "bf16" in r["bench"] else "NLL values"
+            print(f"|  ↳ {what} (same seed) | {r['values'].get('fast', float('nan')):.4f} | "
                   f"{r['values'].get('baseline', float('nan')):.4f} | nats | | | |")
 
 

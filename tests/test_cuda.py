@@ -156,3 +156,23 @@ def test_image_run_on_the_gpu_from_idx_files(tmp_path):
     assert result.metrics["epochs"] == 1  # the time budget stopped it after the first epoch
     assert math.isfinite(result.metrics["nll"]) and result.metrics["nll"] > 0
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_bf16_mixed_training_on_the_gpu_keeps_densities_in_float32(name):
+    """train.precision="bf16-mixed" on the GPU: autocast("cuda", bfloat16) around each step, the
+    parameters and every log-density in float32, the first epoch's loss within bfloat16's
+    rounding of the full-precision one (same weights, data and seed)."""
+    x = _images(64)
+    losses = {}
+    for precision in ("full", "bf16-mixed"):
+        torch.manual_seed(0)
+        model = tiny(name)
+        trainer = tm.Trainer(model, "mim" if name != "pixelhvae" else "amim", tm.TrainerConfig(
+            epochs=1, batch_size=32, progress=False, device=DEVICE, precision=precision))
+        trainer.fit(x)
+        assert all(p.dtype == torch.float32 and p.device.type == torch.device(DEVICE).type
+                   for p in model.parameters())
+        losses[precision] = trainer.history[0]["train_loss"]
+    assert math.isfinite(losses["bf16-mixed"])
+    assert losses["bf16-mixed"] == pytest.approx(losses["full"], rel=2e-2)
