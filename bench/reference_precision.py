@@ -161,7 +161,8 @@ def main() -> None:
     perm = torch.randperm(x_train.shape[0], generator=torch.Generator().manual_seed(0))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load "
           f"{'/'.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
-    rows = [bench(k, h, vd, ref_mod, x_train, perm, a) for k in (list(h.TRAIN_BENCHES) if a.only is None else a.only)]
+    keys = list(h.TRAIN_BENCHES) if a.only is None else a.only
+    rows = [bench(k, h, vd, ref_mod, x_train, perm, a) for k in keys]
     nll = bench_nll(h, vd, ref_mod, x_test, a) if a.nll else None
     print("\n| benchmark | reference | torchmim full | torchmim bf16-mixed | ratio full | ratio "
           "bf16-mixed | −ELBO ref / full / bf16-mixed |\n|---|---:|---:|---:|---:|---:|---|")

@@ -19,6 +19,8 @@ from torchmim.cli import main
 from torchmim.errors import ConfigError
 from torchmim.training.distributed import GlobalBatchSampler, check_global_batch
 
+from .helpers import ROOT
+
 # ``ae`` is deterministic (z = E[z|x], no sampling), so two processes must give the one-process
 # run to float rounding (it leaves the GMM prior's parameters unused: DDP must allow that);
 # 259 training points at batch 64 end each epoch with a global batch of three examples, two for
@@ -124,3 +126,40 @@ def test_two_processes_match_one_process_and_resume_exactly(tmp_path):
     assert (ddp / "resume_log.json").is_file() and (ddp / "init" / "model.pt").is_file()
     same = {p.name for p in (tmp_path / "one").iterdir()} | {"resume_log.json"}
     assert {p.name for p in ddp.iterdir()} == same  # one run folder, as one process writes it
+
+
+_BF16_DDP = """
+import os, sys, torch, torch.distributed as dist
+torch.set_num_threads(1)
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+dist.init_process_group("gloo", rank=0, world_size=1)
+import torchmim as tm
+from torchmim.training.distributed import DistributedTrainer
+from tests.helpers import binary_images, tiny
+x = binary_images(96)
+losses, bf16 = [], []
+for cls in (DistributedTrainer, tm.Trainer):
+    torch.manual_seed(0)
+    model = tiny("convhvae")
+    seen = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, i, o: seen.append(o.dtype == torch.bfloat16))
+    t = cls(model, "mim", tm.TrainerConfig(epochs=2, batch_size=32, warmup_epochs=1,
+                                           progress=False, precision="bf16-mixed"))
+    t.fit(x[:64], x[64:])
+    losses.append([h["train_loss"] for h in t.history])
+    bf16.append(bool(seen) and all(seen))
+dist.destroy_process_group()
+print(losses, bf16)
+assert bf16 == [True, True], bf16
+assert all(abs(a - b) <= 1e-5 * abs(b) for a, b in zip(*losses)), losses
+"""
+
+
+def test_bf16_mixed_under_ddp_matches_the_single_process_trainer(tmp_path):
+    # catches: the DDP step outside the autocast region, or the precision check reading terms the
+    # DDP share does not carry (every DDP run crashed once on that)
+    done = subprocess.run([sys.executable, "-c", _BF16_DDP, str(_free_port())], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -26,6 +26,8 @@ CASES = {
     "mlp-gmm-conditionals": (lambda: tm.build_model(
         name="mlp", x_dim=2, z_dim=2, hidden=16, posterior="gmm", likelihood="gmm",
         conditional_options={"num_components": 3}), "vae", "toy"),
+    "mlp-bernoulli": (lambda: tm.build_model(name="mlp", x_dim=64, z_dim=2, hidden=16,
+                                             likelihood="bernoulli"), "mim", "flat-images"),
     "convhvae": (lambda: tiny("convhvae"), "mim", "images"),
     "convhvae-vampprior": (lambda: tiny("convhvae", prior="vampprior"), "mim", "images"),
     "pixelhvae": (lambda: tiny("pixelhvae"), "amim", "images"),
@@ -36,6 +38,8 @@ CASES = {
 def _data(kind: str, n: int = 64) -> torch.Tensor:
     if kind == "toy":
         return tm.paper_2d_mixture().sample(n, seed=0)[0]
+    if kind == "flat-images":
+        return binary_images(n).flatten(1)
     return binary_images(n)
 
 
@@ -54,6 +58,25 @@ class _Bf16Seen:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def _reduced_parameters(dist, path: str = "") -> list[str]:
+    """Every floating tensor held by ``dist`` (and the distributions inside it) that is not float32:
+    a distribution's parameters must all be float32 under bf16-mixed. The PixelCNN density holds
+    its conditioning maps (the network's own input, rightly bfloat16) and is checked through its
+    logits instead."""
+    from torchmim.distributions.autoregressive import AutoregressiveBernoulli
+
+    if isinstance(dist, AutoregressiveBernoulli):
+        return []
+    out = []
+    for name, value in vars(dist).items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            if value.dtype != torch.float32:
+                out.append(f"{path}{type(dist).__name__}.{name}")
+        elif isinstance(value, torch.distributions.Distribution):
+            out += _reduced_parameters(value, f"{path}{type(dist).__name__}.")
+    return out
 
 
 def test_full_precision_casts_only_reduced_precision():
@@ -81,6 +104,18 @@ def test_networks_run_in_bfloat16_and_every_density_in_float32(case):
     seen.remove()
     assert seen.calls > 0 and seen.bf16 == seen.calls  # every network layer ran in bfloat16
     assert mixed.loss.dtype == torch.float32
+    # the distributions' parameters (a float32 operand would promote a forgotten cast silently)
+    with torch.no_grad(), autocast("bf16-mixed", "cpu"):
+        posterior = model.posterior(x)
+        z = posterior.sample()
+        likelihood = model.likelihood(z)
+        dists = {"posterior": posterior, "likelihood": likelihood, "prior": model.prior()}
+        logits = getattr(likelihood, "logits", None)
+        if callable(logits):  # the PixelCNN density: its teacher-forced logits
+            assert logits(x).dtype == torch.float32
+            assert likelihood.log_prob(x).dtype == torch.float32
+    for what, dist in dists.items():
+        assert not _reduced_parameters(dist), (what, _reduced_parameters(dist))
     check_terms(mixed.terms, "bf16-mixed")  # no term left in bfloat16
     for path, terms in mixed.terms.items():
         for name, value in vars(terms).items():
@@ -182,3 +217,24 @@ def test_vectorized_groups_stay_in_full_precision():
 
     assert group_key(cfg) is None
     assert group_key(tm.RunConfig.from_dict({})) is not None
+
+
+def test_a_run_config_refuses_a_flow_with_bf16_before_anything_is_written(tmp_path):
+    # catches: the refusal only in Trainer, after the data were loaded and the run folder started
+    with pytest.raises(ConfigError, match="model.prior='flow'"):
+        tm.RunConfig.from_dict({"model": {"prior": "flow"}, "train": {"precision": "bf16-mixed"}})
+    with pytest.raises(ConfigError, match="model.data_prior='flow'"):
+        tm.RunConfig.from_dict({"model": {"data_prior": "flow"},
+                                "train": {"precision": "bf16-mixed"}})
+    tm.RunConfig.from_dict({"model": {"prior": "flow"}})  # full precision is fine
+    from click.testing import CliRunner
+
+    from torchmim.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {prior: flow}\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(config), "--out", str(out), "-s",
+                                       "train.precision=bf16-mixed"])
+    assert result.exit_code != 0 and "model.prior='flow'" in result.output
+    assert not out.exists()

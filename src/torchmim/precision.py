@@ -7,9 +7,10 @@ outputs, parameters, gradients and Adam's moments stay in the model's dtype. Whe
 output becomes a distribution's parameters (a Gaussian's mean and log-variance, Bernoulli logits,
 a mixture's logits), :func:`full_precision` casts it back, so z = μ + σ·ε, every log-density
 (log p(x|z), log p(z), log q(z|x)) and the loss are computed in float32 — only the networks' inner
-arithmetic is rounded. On CPUs with AVX512-BF16 (and on GPUs) oneDNN's bfloat16 convolutions are
-about twice as fast as float32 (docs/benchmarks.md: 1.7-1.8× on the image models' training step);
-evaluation (``torchmim.metrics``) always runs in full precision.
+arithmetic is rounded. On a CPU with AVX512-BF16 oneDNN's bfloat16 convolutions made the image
+models' training step 1.7-1.8× faster (docs/benchmarks.md; GPUs not measured). The metrics
+(``torchmim.metrics``: MI, NLL, reconstruction, k-NN) always run in full precision; the validation
+loss, and so early stopping and the best-model choice, in the training precision.
 
 Not every density is safe: a normalizing-flow prior evaluates hyper-networks *inside* its
 log-density, whose log-determinants would then be rounded too. A prior declares this with
@@ -28,8 +29,8 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 
-__all__ = ["PRECISIONS", "Precision", "autocast", "check_precision", "check_terms",
-           "full_precision"]
+__all__ = ["PRECISIONS", "Precision", "autocast", "check_model_config", "check_precision",
+           "check_terms", "full_precision"]
 
 Precision = Literal["full", "bf16-mixed"]
 #: ``"full"``: the model's own dtype throughout; ``"bf16-mixed"``: networks in bfloat16.
@@ -57,6 +58,28 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
         yield
 
 
+#: The fields of a model config that name a density of the PRIORS registry.
+_DENSITY_FIELDS = ("prior", "data_prior", "latent_anchor")
+
+
+def check_model_config(model_config: object, precision: str) -> None:
+    """:func:`check_precision` from a model config, before anything is built or loaded (a run
+    config checks it when it is made): a density named by ``model.prior``, ``model.data_prior``
+    or ``model.latent_anchor`` that is not ``autocast_safe`` is a one-line ConfigError."""
+    if precision == "full":
+        return
+    from .distributions.priors import PRIORS
+
+    for field in _DENSITY_FIELDS:
+        name = getattr(model_config, field, None)
+        if isinstance(name, str) and name in PRIORS and not getattr(PRIORS.get(name),
+                                                                      "autocast_safe", True):
+            raise ConfigError(
+                f"train.precision={precision!r} is not supported with model.{field}={name!r}: its "
+                "log-density runs networks whose rounding to bfloat16 would reach the "
+                "log-determinants; use precision 'full'")
+
+
 def check_precision(model: nn.Module, precision: str) -> None:
     """Refuse ``precision`` for ``model`` before any work: a one-line ConfigError naming the
     module whose densities are not safe under autocast, or a model not in float32."""
@@ -77,8 +100,10 @@ def check_precision(model: nn.Module, precision: str) -> None:
 
 
 def check_terms(terms: dict[str, object], precision: str) -> None:
-    """After the first step: every per-sample term must have come out in full precision — a
-    custom density that does not cast its network's output (:func:`full_precision`) is named."""
+    """After the first step: every per-sample term must have come out in full precision. A
+    custom density whose log-density stays in bfloat16 is named; one whose bfloat16 parameters
+    are promoted to float32 by a float32 operand is not (the tests check the parameters of every
+    built-in density instead)."""
     if precision == "full":
         return
     for path, joint in terms.items():

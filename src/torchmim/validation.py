@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import check_number
 from .errors import ConfigError
+from .precision import check_model_config
 
 __all__ = ["check_run_config"]
 
@@ -39,6 +40,7 @@ def check_run_config(config: Any) -> None:
     set that does not say (``None``: all of a file) is not checked.
     """
     ev, data = config.eval, config.data
+    check_model_config(config.model, config.train.precision)  # e.g. a flow prior with bf16
     if config.init is not None:
         check_number(config.init.epochs, "init.epochs", low=1, integer=True)
     test = _size(data, "n_test")

@@ -151,6 +151,7 @@ class _Share:
 
     loss: Tensor
     logs: dict[str, float]
+    terms: dict[str, Any]  # the local batch's per-sample terms (the trainer checks their dtype)
 
     def scalars(self) -> dict[str, float]:
         return self.logs
@@ -235,7 +236,8 @@ class DistributedTrainer(Trainer):
             logs = {k: 0.0 for k in logs}
         self._examples += mine
         # DDP averages the N gradients; weights N·n_r/n make that the global batch's mean
-        return _Share(loss * (self.world_size * mine / total), logs)
+        return _Share(loss * (self.world_size * mine / total), logs,
+                      self._ddp.module.output.terms)
 
     def _train_epoch(self, loader: DataLoader, checked: bool, epoch: int, beta: float
                      ) -> dict[str, float]:

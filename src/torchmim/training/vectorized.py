@@ -527,10 +527,24 @@ class VectorizedTrainer:
         columns are 0; every log-density over z sums the real coordinates only. So no padded
         unit reaches the loss, their gradients are exactly 0, and Adam leaves them at 0."""
         b = x.shape[1]
-        beta = beta.unsqueeze(1)
         sizes, mask = latents if latents is not None else ([self.z_dim] * x.shape[0], None)
+        eps = self._latent_noise(gens, b, sizes, x)
+        if kind.dec_idx is None:
+            return self._loss_given(p, x, beta, kind, mask, eps)
+        dgens = [gens[j] for j in kind.dec_list]
+        zd = self._latent_noise(dgens, b, [sizes[j] for j in kind.dec_list], x)  # z ~ P(z)
+        xd_eps = self._noise(dgens, (b, self.x_dim), x)
+        return self._loss_given(p, x, beta, kind, mask, eps, zd, xd_eps)
+
+    def _loss_given(self, p: dict[str, Tensor], x: Tensor, beta: Tensor, kind: _Kinds,
+                    mask: Tensor | None, eps: Tensor, zd: Tensor | None = None,
+                    xd_eps: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`_loss` given its noise, drawn there in the order of the member's own run:
+        ``eps`` for z ~ q(z|x), and for the decoder-path members ``zd`` ~ p(z) and ``xd_eps`` for
+        x ~ p(x|z). A function of tensors only (``bench/group_compile.py`` compiles it)."""
+        beta = beta.unsqueeze(1)
         mu, sd = self._gaussian(self._mlp(p, "encoder", x))
-        z = mu + self._latent_noise(gens, b, sizes, mu) * sd
+        z = mu + eps * sd
         log_qz_x = self._log_normal(z, mu, sd, mask)
         mx, sx = self._gaussian(self._mlp(p, "decoder", z))
         log_px_z = self._log_normal(x, mx, sx)
@@ -541,13 +555,12 @@ class VectorizedTrainer:
                  "encoder/log_qz_x": log_qz_x, "encoder/log_qx": log_qx}
         loss = kind.select(enc, beta).mean(1)
         if kind.dec_idx is not None:
+            assert zd is not None and xd_eps is not None
             d = kind.dec_idx
             pd = p if kind.all_dec else {n: t.index_select(0, d) for n, t in p.items()}
-            dgens = [gens[j] for j in kind.dec_list]
             dmask = mask if mask is None or kind.all_dec else mask.index_select(0, d)
-            zd = self._latent_noise(dgens, b, [sizes[j] for j in kind.dec_list], mu)  # z ~ P(z)
             mx2, sx2 = self._gaussian(self._mlp(pd, "decoder", zd))
-            xd = mx2 + self._noise(dgens, (b, self.x_dim), mx2) * sx2
+            xd = mx2 + xd_eps * sx2
             mu2, sd2 = self._gaussian(self._mlp(pd, "encoder", xd))
             d_px_z = self._log_normal(xd, mx2, sx2)
             d_pz = self._log_std_normal(zd, dmask)
