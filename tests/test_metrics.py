@@ -285,7 +285,8 @@ def test_the_eval_section_keeps_its_keys_through_yaml(tmp_path):
                 "knn_latent"}
     cfg = tm.RunConfig.from_dict({"eval": {"max_points": 123, "extra_knn_k": [1, 3], "threads": 2}})
     assert set(cfg.to_dict()["eval"]) == old_keys | {"threads", "knn_train_points", "mi_rank",
-                                                  "consistency", "mi_standardized", "save_points"}
+                                                  "consistency", "mi_standardized", "save_points",
+                                                  "nll_precision"}
     cfg.save(tmp_path / "c.yaml")
     back = tm.RunConfig.from_file(tmp_path / "c.yaml")
     assert back.eval == cfg.eval and back.eval.max_points == 123 and back.eval.threads == 2

@@ -3,12 +3,14 @@ log-density, the loss, the parameters and the optimiser in float32 (torchmim.pre
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import torchmim as tm
 from torchmim.errors import ConfigError
+from torchmim.evaluation import evaluate_points
 from torchmim.models.latent_variable_model import JointTerms
 from torchmim.precision import autocast, check_precision, check_terms, full_precision
 from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer
@@ -238,3 +240,51 @@ def test_a_run_config_refuses_a_flow_with_bf16_before_anything_is_written(tmp_pa
                                        "train.precision=bf16-mixed"])
     assert result.exit_code != 0 and "model.prior='flow'" in result.output
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------- the NLL's precision
+@pytest.mark.parametrize("case", ["convhvae", "convhvae-vampprior", "pixelhvae"])
+def test_nll_in_bf16_mixed_runs_the_networks_in_bf16_and_stays_close(case):
+    build, _, kind = CASES[case]
+    torch.manual_seed(0)
+    model = build()
+    x = _data(kind, 16)
+    model.initialize_from_data(x)
+    full = tm.metrics.importance_sampled_nll(model, x, 50, reduction="none")
+    seen = _Bf16Seen(model)
+    mixed = tm.metrics.importance_sampled_nll(model, x, 50, reduction="none",
+                                              precision="bf16-mixed")
+    seen.remove()
+    assert seen.calls > 0 and seen.bf16 == seen.calls
+    # the same draws: per image within bfloat16's rounding of the networks, not bit-identical
+    assert not np.array_equal(full, mixed)
+    np.testing.assert_allclose(mixed, full, rtol=0, atol=0.05 * float(np.abs(full).mean()))
+    assert torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")  # left as found
+
+
+def test_nll_precision_is_recorded_checked_and_compared_like_with_like():
+    torch.manual_seed(0)
+    model = tiny("convhvae")
+    x = binary_images(40)
+    y = torch.arange(40) % 2
+    opts = dict(mi=False, nll_samples=10, knn_k=1)
+    data = dict(y_test=y[20:], x_train=x[:20], y_train=y[:20])
+    full, p_full = evaluate_points(model, x[20:], tm.EvalConfig(**opts), **data)
+    mixed, p_mixed = evaluate_points(model, x[20:], tm.EvalConfig(nll_precision="bf16-mixed",
+                                                                  **opts), **data)
+    assert str(p_full["nll_precision"]) == "full" and str(p_mixed["nll_precision"]) == "bf16-mixed"
+    assert mixed["nll"] != full["nll"] and mixed["nll"] == pytest.approx(full["nll"], rel=2e-2)
+    assert mixed["recon_error"] == full["recon_error"]  # the other metrics: full precision
+    from torchmim.errors import DataError
+    from torchmim.experiments.statistics import compare_points
+
+    with pytest.raises(DataError, match="different precisions"):
+        compare_points(p_full, p_mixed)
+    flow = tm.build_model(name="mlp", prior="flow", prior_options={"transforms": 2})
+    with pytest.raises(ConfigError, match="precision='bf16-mixed' is not supported with FlowPrior"):
+        tm.metrics.importance_sampled_nll(flow, torch.zeros(4, 2), 5, precision="bf16-mixed")
+    with pytest.raises(ConfigError, match="eval.nll_precision='bf16-mixed' is not supported"):
+        tm.RunConfig.from_dict({"model": {"prior": "flow"},
+                                "eval": {"nll_precision": "bf16-mixed"}})
+    with pytest.raises(ConfigError, match="nll_precision"):
+        tm.EvalConfig(nll_precision="half")

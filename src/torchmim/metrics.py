@@ -32,6 +32,7 @@ from .errors import ConfigError, DataError
 from .layers import eval_mode
 from .models.latent_variable_model import LatentVariableModel
 from .networks import frozen_folds
+from .precision import autocast, check_precision
 from .threads import available_cores, torch_threads
 
 __all__ = [
@@ -384,6 +385,7 @@ def importance_sampled_nll(
     seed: int | None = 0,
     progress: bool = False,
     reduction: str = "mean",
+    precision: str = "full",
 ) -> float | np.ndarray:
     """Test negative log-likelihood in nats of x under the model's marginal p(x) = ∫ p(x|z) p(z) dz:
 
@@ -397,24 +399,27 @@ def importance_sampled_nll(
     Returns the NLL (positive), not the log-likelihood: with ``reduction="mean"`` (the default) its
     mean over the points (a float); with ``reduction="none"`` the NLL of each point, in order (a
     float64 array; the same draws, so its mean equals the ``"mean"`` value up to float32 rounding of
-    the per-batch sums).
+    the per-batch sums). ``precision="bf16-mixed"``: the networks in bfloat16, every log-density
+    and the logsumexp in float32 (:mod:`torchmim.precision`; the same draws).
     """
     if reduction not in ("mean", "none"):
         raise ConfigError(f"importance_sampled_nll: reduction must be 'mean' or 'none', got "
                           f"{reduction!r}")
     mean, points = _importance_sampled_nll(model, x, num_samples, batch_size=batch_size,
-                                           max_pairs=max_pairs, seed=seed, progress=progress)
+                                           max_pairs=max_pairs, seed=seed, progress=progress,
+                                           precision=precision)
     return mean if reduction == "mean" else points
 
 
 def _importance_sampled_nll(model: LatentVariableModel, x: Any, num_samples: int, *,
                             batch_size: int, max_pairs: int, seed: int | None,
-                            progress: bool) -> tuple[float, np.ndarray]:
+                            progress: bool, precision: str = "full") -> tuple[float, np.ndarray]:
     """One pass of :func:`importance_sampled_nll`: the mean NLL (the arithmetic of torchmim 0.1:
     float per-batch sums) and the per-point NLL (float64) of the same draws."""
     num_samples = _check_count(num_samples, "num_samples")
     batch_size = _check_count(batch_size, "batch_size")
     max_pairs = _check_count(max_pairs, "max_pairs")
+    check_precision(model, precision, "precision")
     xt = _model_input(model, x)
     total = 0.0
     per_point: list[np.ndarray] = []
@@ -427,7 +432,7 @@ def _importance_sampled_nll(model: LatentVariableModel, x: Any, num_samples: int
     # decoder activations; p(z) is built once for all batches (a VampPrior encodes its K
     # pseudo-inputs to build it); a tanh MLP folds its weights once for all the decoder blocks
     with (eval_mode(model), torch.inference_mode(), _seeded(seed, xt.device),
-          frozen_folds(model)):
+          frozen_folds(model), autocast(precision, xt.device)):
         pz = model.prior()
         for b in batches:
             log_px = model.log_marginal_likelihood(b, num_samples, max_pairs=max_pairs, pz=pz)

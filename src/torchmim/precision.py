@@ -62,7 +62,8 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
 _DENSITY_FIELDS = ("prior", "data_prior", "latent_anchor")
 
 
-def check_model_config(model_config: object, precision: str) -> None:
+def check_model_config(model_config: object, precision: str, where: str = "train.precision"
+                       ) -> None:
     """:func:`check_precision` from a model config, before anything is built or loaded (a run
     config checks it when it is made): a density named by ``model.prior``, ``model.data_prior``
     or ``model.latent_anchor`` that is not ``autocast_safe`` is a one-line ConfigError."""
@@ -75,27 +76,27 @@ def check_model_config(model_config: object, precision: str) -> None:
         if isinstance(name, str) and name in PRIORS and not getattr(PRIORS.get(name),
                                                                       "autocast_safe", True):
             raise ConfigError(
-                f"train.precision={precision!r} is not supported with model.{field}={name!r}: its "
+                f"{where}={precision!r} is not supported with model.{field}={name!r}: its "
                 "log-density runs networks whose rounding to bfloat16 would reach the "
                 "log-determinants; use precision 'full'")
 
 
-def check_precision(model: nn.Module, precision: str) -> None:
+def check_precision(model: nn.Module, precision: str, where: str = "train.precision") -> None:
     """Refuse ``precision`` for ``model`` before any work: a one-line ConfigError naming the
     module whose densities are not safe under autocast, or a model not in float32."""
     if precision == "full":
         return
     if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ConfigError(f"{where} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     for name, module in model.named_modules():
         if not getattr(module, "autocast_safe", True):
             raise ConfigError(
-                f"train.precision={precision!r} is not supported with {type(module).__name__} "
+                f"{where}={precision!r} is not supported with {type(module).__name__} "
                 f"({name or 'the model'}): its log-density runs networks whose rounding to "
                 "bfloat16 would reach the log-determinants; use precision 'full'")
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes - {torch.float32}:
-        raise ConfigError(f"train.precision={precision!r} needs a float32 model, got parameters "
+        raise ConfigError(f"{where}={precision!r} needs a float32 model, got parameters "
                           f"in {', '.join(sorted(str(d) for d in dtypes))}")
 
 

@@ -41,6 +41,7 @@ def check_run_config(config: Any) -> None:
     """
     ev, data = config.eval, config.data
     check_model_config(config.model, config.train.precision)  # e.g. a flow prior with bf16
+    check_model_config(config.model, config.eval.nll_precision, "eval.nll_precision")
     if config.init is not None:
         check_number(config.init.epochs, "init.epochs", low=1, integer=True)
     test = _size(data, "n_test")

@@ -352,7 +352,8 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
                         f"({len(a['test_index'])} and {len(b['test_index'])}, or another order)")
     for key, what in (("x_sha256", "different test images (x_sha256 differs)"),
                       ("nll_samples", "NLLs of different importance samples per image"),
-                      ("nll_points", "NLLs on different numbers of test images")):
+                      ("nll_points", "NLLs on different numbers of test images"),
+                      ("nll_precision", "NLLs estimated in different precisions")):
         if key in a and key in b and np.asarray(a[key]).item() != np.asarray(b[key]).item():
             raise DataError(f"compare_points: the two sides hold {what}: {key} "
                             f"{np.asarray(a[key]).item()} vs {np.asarray(b[key]).item()}")
