@@ -8,7 +8,7 @@ Every benchmark times a *fast* and a *baseline* contestant interleaved in rounds
 every round) after warm-up, and reports medians and ratio = baseline time / fast time (> 1: faster):
 
 * peak: GFLOP/s of a 2048² torch.mm and of a 3×3 64→128 convolution on 100×64×28×28 (forward), the
-  machine's attainable rate against which the others are read;
+  machine's attainable rate against which the others are read (also both in bfloat16);
 * every timed benchmark also times a 2048² torch.mm in its rounds: its GFLOP/s column is read
   against the peak measured under the same load;
 * train: one VAE training step as the reference harness times it (batch 100, dynamic binarisation,
@@ -97,8 +97,11 @@ def bench_peak(results: list[dict], a) -> None:
     y = torch.randn(2048, 2048)
     img = torch.randn(100, 64, 28, 28)
     w = torch.randn(128, 64, 3, 3)
+    xb, yb, imgb, wb = x.bfloat16(), y.bfloat16(), img.bfloat16(), w.bfloat16()
     l0 = load()
-    t = interleave({"mm": lambda: x @ y, "conv": lambda: F.conv2d(img, w, padding=1)}, 5)
+    t = interleave({"mm": lambda: x @ y, "conv": lambda: F.conv2d(img, w, padding=1),
+                    "mm_bf16": lambda: xb @ yb,
+                    "conv_bf16": lambda: F.conv2d(imgb, wb, padding=1)}, 5)
     mm = 2 * 2048**3 / t["mm"] / 1e9
     conv = 2 * 100 * 784 * 128 * 64 * 9 / t["conv"] / 1e9
     a.peak = max(mm, conv)
@@ -106,6 +109,11 @@ def bench_peak(results: list[dict], a) -> None:
                     "ratio": None, "load": l0})
     results.append({"bench": "peak: conv 3×3 64→128, 100×28×28 (fwd)", "fast": conv, "baseline": None,
                     "unit": "GFLOP/s", "ratio": None, "load": l0})
+    for what, key, flop in (("torch.mm 2048², bfloat16", "mm_bf16", 2 * 2048**3),
+                            ("conv 3×3 64→128, 100×28×28 (fwd), bfloat16", "conv_bf16",
+                             2 * 100 * 784 * 128 * 64 * 9)):
+        results.append({"bench": f"peak: {what}", "fast": flop / t[key] / 1e9, "baseline": None,
+                        "unit": "GFLOP/s", "ratio": None, "load": l0})
 
 
 # ------------------------------------------------------------------------------------------ train
