@@ -27,19 +27,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from padded_groups import fig4_cells  # noqa: E402
+from padded_groups import build, fig4_cells  # noqa: E402
 
-from torchmim.seeding import derive_seed, seed_everything  # noqa: E402
 from torchmim.training import VectorizedTrainer  # noqa: E402
 
 
-def train(configs: list, tc, compiled: bool) -> tuple[list[float], float]:
-    datas, models = [], []
-    for c in configs:
-        seed_everything(derive_seed(c.seed, "data"))
-        datas.append(c.data.load(seed=c.seed))
-        seed_everything(derive_seed(c.seed, "init"))
-        models.append(c.model.build())
+def train(configs: list, tc, compiled: bool) -> tuple[list[float], float, float]:
+    datas, models = build(configs)
     vt = VectorizedTrainer(models, [c.objective for c in configs], tc, seeds=[c.seed for c in configs])
     if compiled:
         vt._loss_given = torch.compile(vt._loss_given, dynamic=False)

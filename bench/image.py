@@ -125,18 +125,25 @@ def _step_fn(model, grey: torch.Tensor, switches: dict, objective: str = "vae",
     vae = tm.get_objective(objective)
 
     def step() -> float:
-        x = torch.bernoulli(grey)
-        with fast_paths(**switches), autocast(precision, "cpu"):
-            loss = vae(model, x, 1.0).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in model.parameters():
-            if p.grad is not None:
-                p.grad.div_(p.grad.norm().clamp_min(1e-12))
-        opt.step()
-        return loss.item()
+        with fast_paths(**switches):
+            return train_step(model, vae, opt, grey, precision)
 
     return step
+
+
+def train_step(model, objective, opt, grey: torch.Tensor, precision: str = "full") -> float:
+    """One step as Trainer takes it with ``train.normalize_grads``: binarise, the objective (in the
+    autocast region of ``precision``), backward, per-parameter gradient normalisation, Adam."""
+    x = torch.bernoulli(grey)
+    with autocast(precision, "cpu"):
+        loss = objective(model, x, 1.0).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.div_(p.grad.norm().clamp_min(1e-12))
+    opt.step()
+    return loss.item()
 
 
 def _step_flops(model, grey: torch.Tensor) -> int:

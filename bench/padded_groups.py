@@ -59,14 +59,20 @@ def fig4_cells(seeds: int, latents: list[int] | None, n_train: int, n_val: int) 
     return cells
 
 
-def fit(configs: list, train_cfg) -> float:
-    """Seconds of one ``VectorizedTrainer.fit`` of ``configs`` (data and weights as ``run()``)."""
+def build(configs: list) -> tuple[list, list]:
+    """Each config's data and initial model, seeded as ``run()`` seeds them."""
     datas, models = [], []
     for c in configs:
         seed_everything(derive_seed(c.seed, "data"))
         datas.append(c.data.load(seed=c.seed))
         seed_everything(derive_seed(c.seed, "init"))
         models.append(c.model.build())
+    return datas, models
+
+
+def fit(configs: list, train_cfg) -> float:
+    """Seconds of one ``VectorizedTrainer.fit`` of ``configs`` (data and weights as ``run()``)."""
+    datas, models = build(configs)
     vt = VectorizedTrainer(models, [c.objective for c in configs], train_cfg,
                            seeds=[c.seed for c in configs])
     start = time.perf_counter()

@@ -32,6 +32,9 @@ import torch
 import torchmim as tm
 from torchmim.precision import autocast
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image import train_step  # noqa: E402  (bench/image.py: the step bench/image.py times)
+
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT.parent / "shared" / "bench" / "vampprior_ref" / "bench_side_by_side.py"
 
@@ -43,20 +46,6 @@ def load_harness(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def bf16_step(model, objective, opt, grey: torch.Tensor) -> float:
-    """The harness's torchmim step with the objective in the autocast region (Trainer's order)."""
-    x = torch.bernoulli(grey)
-    with autocast("bf16-mixed", "cpu"):
-        loss = objective(model, x, 1.0).loss
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    for p in model.parameters():
-        if p.grad is not None:
-            p.grad.div_(p.grad.norm().clamp_min(1e-12))
-    opt.step()
-    return loss.item()
 
 
 @torch.no_grad()
@@ -90,7 +79,8 @@ def bench(key: str, h, vd, ref_mod, x_train, perm, a) -> dict:
     times = h.interleave({
         "ref": lambda r: vd.reference_train_step(ref, ref_opt, batch(r)),
         "full": lambda r: h.ours_train_step(ours, vae, ours_opt, batch(r).view(-1, 1, 28, 28), True),
-        "bf16-mixed": lambda r: bf16_step(mixed, vae, mixed_opt, batch(r).view(-1, 1, 28, 28)),
+        "bf16-mixed": lambda r: train_step(mixed, vae, mixed_opt, batch(r).view(-1, 1, 28, 28),
+                                           "bf16-mixed"),
     }, a.warmup, a.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     row = {"bench": key, "ref_img_s": h.BATCH / med["ref"], "full_img_s": h.BATCH / med["full"],
