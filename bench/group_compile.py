@@ -1,7 +1,7 @@
 """Does ``torch.compile`` of the vectorised group's loss pay off? (issue 11; measured, not used)
 
     python bench/group_compile.py                       # fig4's shape: 20 members, width 50, z = 10
-    python bench/group_compile.py --epochs 4 --n-train 1280   # a smoke run
+    python bench/group_compile.py --epochs 6 --n-train 1280   # a smoke run
 
 One ``VectorizedTrainer`` group of fig4's runs (latent size ``--latent``, 10 seeds × MIM/VAE, width
 50, x ∈ R²⁰; fewer points per epoch, no early stopping), trained twice in one process from the same
@@ -32,7 +32,7 @@ from padded_groups import build, fig4_cells  # noqa: E402
 from torchmim.training import VectorizedTrainer  # noqa: E402
 
 
-def train(configs: list, tc, compiled: bool) -> tuple[list[float], float, float]:
+def train(configs: list, tc, compiled: bool) -> tuple[list[float], float, float]:  # noqa: D103
     datas, models = build(configs)
     vt = VectorizedTrainer(models, [c.objective for c in configs], tc, seeds=[c.seed for c in configs])
     if compiled:
@@ -56,6 +56,9 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     configs = [c.config for c in fig4_cells(a.seeds, [a.latent], a.n_train, 512)]
     tc = dataclasses.replace(configs[0].train, epochs=a.epochs, early_stopping=False)
+    if a.epochs < tc.warmup_epochs + 3:  # the steady state: the epochs after both compilations
+        ap.error(f"--epochs must be at least {tc.warmup_epochs + 3} (warm-up {tc.warmup_epochs}, "
+                 "then the decoder path's compilation, then the epochs that are timed)")
     load0 = "/".join(f"{v:.1f}" for v in os.getloadavg())
     eager, t_eager, p_eager = train(configs, tc, False)
     comp, t_comp, p_comp = train(configs, tc, True)

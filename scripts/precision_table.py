@@ -34,6 +34,9 @@ def main(argv: list[str]) -> None:
     rows = {}
     for label, folder in folders:
         for r in csv.DictReader(open(folder / "results.csv")):
+            if (r["model"], r["objective"], label) in rows:
+                sys.exit(f"{folder} holds several runs of {r['model']} {r['objective']} (seeds or "
+                         "settings): give folders with one run per model and objective")
             rows[(r["model"], r["objective"], label)] = r
     keys = sorted(set.intersection(*({(m, o) for m, o, lab in rows if lab == label}
                                      for label, _ in folders)))

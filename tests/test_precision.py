@@ -280,9 +280,16 @@ def test_nll_precision_is_recorded_checked_and_compared_like_with_like():
 
     with pytest.raises(DataError, match="different precisions"):
         compare_points(p_full, p_mixed)
+    old = {k: v for k, v in p_full.items() if k != "nll_precision"}  # points written before it
+    compare_points(old, p_full)  # both full precision
+    with pytest.raises(DataError, match="different precisions"):
+        compare_points(p_mixed, old)
     flow = tm.build_model(name="mlp", prior="flow", prior_options={"transforms": 2})
     with pytest.raises(ConfigError, match="precision='bf16-mixed' is not supported with FlowPrior"):
         tm.metrics.importance_sampled_nll(flow, torch.zeros(4, 2), 5, precision="bf16-mixed")
+    with pytest.raises(ConfigError, match="eval.nll_precision='bf16-mixed' is not supported"):
+        evaluate_points(flow, torch.zeros(8, 2), tm.EvalConfig(nll_precision="bf16-mixed",
+                                                               mi=False, nll_samples=5))
     with pytest.raises(ConfigError, match="eval.nll_precision='bf16-mixed' is not supported"):
         tm.RunConfig.from_dict({"model": {"prior": "flow"},
                                 "eval": {"nll_precision": "bf16-mixed"}})

@@ -37,7 +37,7 @@ from .metrics import (  # _importance_sampled_nll: one NLL pass gives the mean a
     reconstruction_rmse,
 )
 from .models.latent_variable_model import LatentVariableModel
-from .precision import Precision
+from .precision import Precision, check_precision
 from .threads import resolve_threads, torch_threads
 
 __all__ = ["DEFAULT_NLL_SAMPLES", "POINTS_FILE", "EvalConfig", "default_nll_samples", "evaluate",
@@ -82,10 +82,13 @@ class EvalConfig:
             evaluations at once).
         nll_precision: ``"full"`` (the default) or ``"bf16-mixed"``: the NLL's networks in
             bfloat16 under ``torch.autocast``, its log-densities and logsumexp in float32
-            (:mod:`torchmim.precision`). 2-4× faster for the image models on a CPU with
-            AVX512-BF16; on trained convHVAE/PixelHVAE models it moved the NLL by hundredths of
-            a nat (docs/benchmarks.md). The run's config records it, and the per-point values
-            (``points.npz``) carry it, so two NLLs of different precisions are not compared.
+            (:mod:`torchmim.precision`); the other metrics stay in full precision. About 1.8×
+            faster for convHVAE on a CPU with AVX512-BF16 (measured interleaved); on five trained
+            MNIST convHVAE/PixelHVAE models it moved the mean NLL by at most 0.14 nats (1.3 on
+            one image; docs/benchmarks.md). The run's config records it, and the per-point
+            values (``points.npz``) carry it, so two NLLs of different precisions are not
+            compared. Models with a flow density are refused (even a flow ``data_prior``, which
+            the NLL does not evaluate: the check is the training one).
         knn_latent: classify sampled codes z ∼ q(z|x) (the reference) or posterior means.
         knn_train_points: training codes the k-NN classifier is fit on: the first this many of
             the data's ``train_eval`` split; ``None`` (the default, the reference): all of it
@@ -257,6 +260,7 @@ def evaluate_points(
         raise ConfigError("eval.consistency needs a learned data prior q(x) (model.data_prior, "
                           "e.g. gmm): this model's q(x) is defined through its decoder, so "
                           "consistency_x would compare the decoder's samples with themselves")
+    check_precision(model, cfg.nll_precision, "eval.nll_precision")  # before any estimate runs
     threads = resolve_threads(cfg.threads, model, where="eval.threads")
     with torch_threads(threads):
         return _evaluate(model, cfg, x_test, y_test, x_train, y_train, seed, progress)

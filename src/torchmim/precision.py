@@ -8,9 +8,11 @@ output becomes a distribution's parameters (a Gaussian's mean and log-variance, 
 a mixture's logits), :func:`full_precision` casts it back, so z = μ + σ·ε, every log-density
 (log p(x|z), log p(z), log q(z|x)) and the loss are computed in float32 — only the networks' inner
 arithmetic is rounded. On a CPU with AVX512-BF16 oneDNN's bfloat16 convolutions made the image
-models' training step 1.7-1.8× faster (docs/benchmarks.md; GPUs not measured). The metrics
-(``torchmim.metrics``: MI, NLL, reconstruction, k-NN) always run in full precision; the validation
-loss, and so early stopping and the best-model choice, in the training precision.
+models' training step 1.7-2.0× faster (docs/benchmarks.md; GPUs not measured). The metrics
+(MI, reconstruction, k-NN) always run in full precision; the IS-NLL only with
+``eval.nll_precision = "bf16-mixed"`` (``importance_sampled_nll(precision=...)``), recorded in the
+run's config and its ``points.npz``; the validation loss, and so early stopping and the
+best-model choice, in the training precision.
 
 Not every density is safe: a normalizing-flow prior evaluates hyper-networks *inside* its
 log-density, whose log-determinants would then be rounded too. A prior declares this with

@@ -339,7 +339,8 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
     Raises :class:`DataError` (one line) when ``a`` and ``b`` were not measured on the same test
     points (different ``test_index``, or arrays of different lengths) or, where both carry them
     (points written before they existed do not), on different images (``x_sha256``) or with
-    another NLL estimate (``nll_samples``, ``nll_points``).
+    another NLL estimate (``nll_samples``, ``nll_points``, ``nll_precision``; points without
+    ``nll_precision`` were estimated in full precision).
     """
     claims = resolve_claims(claims)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
@@ -350,6 +351,10 @@ def compare_points(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
             np.asarray(a["test_index"]), np.asarray(b["test_index"])):
         raise DataError(f"compare_points: the two models were measured on different test points "
                         f"({len(a['test_index'])} and {len(b['test_index'])}, or another order)")
+    a, b = dict(a), dict(b)
+    if "nll_precision" in a or "nll_precision" in b:  # points written before it: full precision
+        a.setdefault("nll_precision", np.asarray("full"))
+        b.setdefault("nll_precision", np.asarray("full"))
     for key, what in (("x_sha256", "different test images (x_sha256 differs)"),
                       ("nll_samples", "NLLs of different importance samples per image"),
                       ("nll_points", "NLLs on different numbers of test images"),

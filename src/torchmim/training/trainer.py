@@ -115,10 +115,10 @@ class TrainerConfig:
         precision: ``"full"`` (the model's dtype throughout) or ``"bf16-mixed"``: each training
             step and the validation loss run under ``torch.autocast`` with bfloat16 — the networks'
             convolutions and matrix products in bfloat16, every log-density, the loss, the
-            parameters and Adam's state in float32 (:mod:`torchmim.precision`). 1.7-1.8× faster
+            parameters and Adam's state in float32 (:mod:`torchmim.precision`). 1.7-2.0× faster
             image-model steps on a CPU with AVX512-BF16 (docs/benchmarks.md), with the rounding
-            that bfloat16 brings. The metrics always run in full precision; the validation loss
-            (early stopping, the best model) in this one. Toy MLPs gain nothing, and a sweep
+            that bfloat16 brings. The validation loss (early stopping, the best model) runs in
+            this precision; the metrics do not (the NLL has its own ``eval.nll_precision``). Toy MLPs gain nothing, and a sweep
             trains their bf16-mixed cells one by one (the vectorised groups are full precision).
     """
 
