@@ -405,6 +405,7 @@ def importance_sampled_nll(
     if reduction not in ("mean", "none"):
         raise ConfigError(f"importance_sampled_nll: reduction must be 'mean' or 'none', got "
                           f"{reduction!r}")
+    check_precision(model, precision, "precision")  # evaluate_points checks eval.nll_precision
     mean, points = _importance_sampled_nll(model, x, num_samples, batch_size=batch_size,
                                            max_pairs=max_pairs, seed=seed, progress=progress,
                                            precision=precision)
@@ -419,7 +420,6 @@ def _importance_sampled_nll(model: LatentVariableModel, x: Any, num_samples: int
     num_samples = _check_count(num_samples, "num_samples")
     batch_size = _check_count(batch_size, "batch_size")
     max_pairs = _check_count(max_pairs, "max_pairs")
-    check_precision(model, precision, "precision")
     xt = _model_input(model, x)
     total = 0.0
     per_point: list[np.ndarray] = []

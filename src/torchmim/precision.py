@@ -64,6 +64,12 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
 _DENSITY_FIELDS = ("prior", "data_prior", "latent_anchor")
 
 
+def _unsafe(where: str, precision: str, what: str) -> ConfigError:
+    return ConfigError(f"{where}={precision!r} is not supported with {what}: its log-density runs "
+                       "networks whose rounding to bfloat16 would reach the log-determinants; use "
+                       "precision 'full'")
+
+
 def check_model_config(model_config: object, precision: str, where: str = "train.precision"
                        ) -> None:
     """:func:`check_precision` from a model config, before anything is built or loaded (a run
@@ -77,10 +83,7 @@ def check_model_config(model_config: object, precision: str, where: str = "train
         name = getattr(model_config, field, None)
         if isinstance(name, str) and name in PRIORS and not getattr(PRIORS.get(name),
                                                                       "autocast_safe", True):
-            raise ConfigError(
-                f"{where}={precision!r} is not supported with model.{field}={name!r}: its "
-                "log-density runs networks whose rounding to bfloat16 would reach the "
-                "log-determinants; use precision 'full'")
+            raise _unsafe(where, precision, f"model.{field}={name!r}")
 
 
 def check_precision(model: nn.Module, precision: str, where: str = "train.precision") -> None:
@@ -92,10 +95,7 @@ def check_precision(model: nn.Module, precision: str, where: str = "train.precis
         raise ConfigError(f"{where} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     for name, module in model.named_modules():
         if not getattr(module, "autocast_safe", True):
-            raise ConfigError(
-                f"{where}={precision!r} is not supported with {type(module).__name__} "
-                f"({name or 'the model'}): its log-density runs networks whose rounding to "
-                "bfloat16 would reach the log-determinants; use precision 'full'")
+            raise _unsafe(where, precision, f"{type(module).__name__} ({name or 'the model'})")
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes - {torch.float32}:
         raise ConfigError(f"{where}={precision!r} needs a float32 model, got parameters "

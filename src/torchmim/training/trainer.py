@@ -118,8 +118,9 @@ class TrainerConfig:
             parameters and Adam's state in float32 (:mod:`torchmim.precision`). 1.7-2.0× faster
             image-model steps on a CPU with AVX512-BF16 (docs/benchmarks.md), with the rounding
             that bfloat16 brings. The validation loss (early stopping, the best model) runs in
-            this precision; the metrics do not (the NLL has its own ``eval.nll_precision``). Toy MLPs gain nothing, and a sweep
-            trains their bf16-mixed cells one by one (the vectorised groups are full precision).
+            this precision; the metrics do not (the NLL has its own ``eval.nll_precision``).
+            Toy MLPs gain nothing, and a sweep trains their bf16-mixed cells one by one (the
+            vectorised groups are full precision).
     """
 
     epochs: int = 200
