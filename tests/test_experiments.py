@@ -310,6 +310,21 @@ def test_plan_units_groups_cells_that_differ_only_in_seed_and_objective():
     assert all(not vec and len(u) == 1 for u, vec in plan_units(one_d))
 
 
+def test_schedule_starts_the_costliest_units_first():
+    """Longest-processing-time first: fig3's groups widest first (so the last group to start is a
+    narrow one), the plain units of one width in grid order, and a model without a width keeps
+    its place."""
+    from torchmim.experiments.runner import plan_units, schedule
+
+    cells = expand(get_sweep("fig3"))
+    order = [unit[0].config.model.hidden for unit, _ in schedule(plan_units(cells))]
+    assert order == [500, 400, 300, 200, 100, 50, 20, 5]
+    plain = schedule(plan_units(cells, vectorize=False))
+    assert [u[0][0].id for u in plain[:20]] == [c.id for c in cells if c.config.model.hidden == 500]
+    images = expand(get_sweep("image-tables"))
+    assert [u[0][0].id for u in schedule(plan_units(images))] == [c.id for c in images]
+
+
 def test_a_vectorised_sweep_writes_the_same_rows_and_resumes_a_partly_finished_group(tmp_path):
     from torchmim.training import run_group
 

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,6 +197,76 @@ def test_folded_tanh_only_for_tanh_networks():
     x = torch.randn(5, 2)
     with torch.no_grad():
         torch.testing.assert_close(net(x), net[2](torch.nn.functional.silu(net[0](x))))
+
+
+# ------------------------------------------------------------------------- blocked MLP inference
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("activation", "depth", "folded"),
+                         [("tanh", 1, True), ("tanh", 3, True), ("tanh", 2, False),
+                          ("swish", 2, False)])
+def test_blocked_mlp_inference_equals_unblocked(monkeypatch, dtype, activation, depth, folded):
+    """Without autograd an MLP runs many rows in row blocks with reused activation buffers; row for
+    row it must compute what one unblocked call computes (a wrong slice, a stale buffer row or a
+    block written to the wrong place is off by O(1)). Blocks of 7 rows over 45: the last block is
+    partial, and every buffer is reused several times."""
+    from torchmim import networks
+    from torchmim.networks import MLP
+
+    monkeypatch.setattr(networks, "INFERENCE_BLOCK", 7 * 40)  # 7 rows of the 40-wide layers
+    monkeypatch.setattr(networks, "INFERENCE_MIN_ROWS", 1)
+    torch.manual_seed(0)
+    net = MLP(3, 5, hidden=40, depth=depth, activation=activation).to(dtype)
+    x = torch.randn(5, 9, 3, dtype=dtype)  # leading dimensions are flattened and restored
+    calls = []
+    run = networks._run_layers
+    monkeypatch.setattr(networks, "_run_layers", lambda *a: calls.append(len(a)) or run(*a))
+    with torch.no_grad(), fast_paths(folded_tanh=folded):
+        with fast_paths(inference_blocks=False):
+            plain = net(x)
+        assert calls == [2]
+        blocked = net(x)
+    assert calls[1:] == [3] * 7  # ceil(45 / 7) blocks, each into the buffers
+    assert blocked.shape == plain.shape == (5, 9, 5)
+    torch.testing.assert_close(blocked, plain, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def test_blocked_mlp_inference_under_autocast(monkeypatch):
+    """Under bf16 autocast the blocks run without the float32 buffers (an out= product would
+    silently run in float32): the same values as one autocast call."""
+    from torchmim import networks
+    from torchmim.networks import MLP
+
+    monkeypatch.setattr(networks, "INFERENCE_BLOCK", 8 * 16)
+    monkeypatch.setattr(networks, "INFERENCE_MIN_ROWS", 1)
+    torch.manual_seed(0)
+    net = MLP(2, 4, hidden=16)
+    x = torch.randn(30, 2)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        blocked = net(x)
+        with fast_paths(inference_blocks=False):
+            plain = net(x)
+    assert blocked.dtype == plain.dtype == torch.bfloat16
+    torch.testing.assert_close(blocked, plain, rtol=0, atol=0)
+
+
+def test_the_nll_decodes_whole_chunks_through_blocked_mlps():
+    """An MLP decoder blocks its own hidden layers, so the IS-NLL hands it 16,384 pairs per call
+    (the toy decoder's 4 outputs), not 256; other decoders keep blocks sized by their widest
+    linear layer. The estimate is the same (the same draws)."""
+    torch.manual_seed(0)
+    model = tm.MLPModelConfig(hidden=500).build()
+    assert model._decoder_block_pairs() == 16384
+    with fast_paths(inference_blocks=False):
+        assert model._decoder_block_pairs() == 256  # before: 65536 // 500, floored at 256
+    image = tiny("image-mlp")  # gated dense layers, no MLP: blocks by its widest layer (64 pixels)
+    assert image._decoder_block_pairs() == 65536 // 64
+    with fast_paths(inference_blocks=False):
+        assert image._decoder_block_pairs() == 65536 // 64
+    x, _ = tm.paper_2d_mixture().sample(300, seed=0)
+    blocked = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
+    with fast_paths(inference_blocks=False):
+        plain = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
+    np.testing.assert_allclose(blocked, plain, rtol=1e-6, atol=1e-6)
 
 
 def test_state_dict_keys_unchanged_by_fusion():

@@ -81,12 +81,17 @@ class _FastPaths:
       activations). torch's CPU tanh costs ~4 ns per element here against ~0.4 ns for sigmoid, and
       the toy IS-NLL is one 500-wide tanh layer over 10⁷ (x, z) pairs per run: 2.5× faster
       (bench/toy.py). Equal to the tanh form up to float rounding (tests/test_fast_paths.py).
+    * ``inference_blocks`` (on): without autograd an :class:`~torchmim.networks.MLP` runs many rows
+      in cache-sized row blocks, its hidden activations written into buffers reused across the
+      blocks (``networks.INFERENCE_BLOCK``); the IS-NLL hands its decoder whole chunks of (x, z)
+      pairs. Row for row the same kernels as unblocked (tests/test_fast_paths.py).
     """
 
     fused_gates: bool = False
     channels_last: bool = True
     gated_channels_last: bool = False
     folded_tanh: bool = True
+    inference_blocks: bool = True
 
 
 #: The process-wide switches; change them with :func:`fast_paths`.
@@ -96,11 +101,13 @@ FAST_PATHS = _FastPaths()
 @contextmanager
 def fast_paths(*, fused_gates: bool | None = None, channels_last: bool | None = None,
                gated_channels_last: bool | None = None,
-               folded_tanh: bool | None = None) -> Iterator[_FastPaths]:
+               folded_tanh: bool | None = None,
+               inference_blocks: bool | None = None) -> Iterator[_FastPaths]:
     """Temporarily set the switches of :data:`FAST_PATHS` (``None``: unchanged), e.g. ``with
     fast_paths(fused_gates=True, gated_channels_last=True):``."""
     values = {"fused_gates": fused_gates, "channels_last": channels_last,
-              "gated_channels_last": gated_channels_last, "folded_tanh": folded_tanh}
+              "gated_channels_last": gated_channels_last, "folded_tanh": folded_tanh,
+              "inference_blocks": inference_blocks}
     saved = dataclasses.asdict(FAST_PATHS)
     for name, value in values.items():
         if value is not None:

@@ -35,6 +35,39 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS.build(name)
 
 
+#: Hidden activations per row block of an :class:`MLP`'s inference forward (``FAST_PATHS.
+#: inference_blocks``): 2¹⁶ floats, 256 KiB, within the L2 cache of the benchmark machine's cores.
+INFERENCE_BLOCK = 1 << 16
+#: Fewest rows per block: below ~256 rows the per-call overhead of the matrix products dominates.
+INFERENCE_MIN_ROWS = 256
+
+#: One layer of an inference forward: weight, bias, and the activation after it (None: none).
+_Layer = tuple[Tensor, Tensor | None, Callable[[Tensor], Tensor] | None]
+
+
+def _sigmoid_(h: Tensor) -> Tensor:
+    return h.sigmoid_()
+
+
+def _sigmoid_layers(folded: list[tuple[Tensor, Tensor]]) -> list[_Layer]:
+    """The folded layers with a sigmoid after every hidden one (none after the output)."""
+    return [(w, b, _sigmoid_ if k < len(folded) - 1 else None) for k, (w, b) in enumerate(folded)]
+
+
+def _run_layers(x: Tensor, layers: list[_Layer], buffers: list[Tensor] | None = None) -> Tensor:
+    """``x`` through ``layers``; with ``buffers`` (one per hidden layer, at least as many rows as
+    ``x``), each hidden layer writes into its buffer instead of a new tensor."""
+    h = x
+    for k, (w, b, act) in enumerate(layers):
+        if buffers is not None and k < len(buffers) and h.dim() == 2 and b is not None:
+            h = torch.addmm(b, h, w.t(), out=buffers[k][:h.shape[0]])  # = F.linear(h, w, b)
+        else:
+            h = F.linear(h, w, b)
+        if act is not None:
+            h = act(h)
+    return h
+
+
 class MLP(nn.Sequential):
     """Fully connected network: ``depth`` hidden layers of width ``hidden``, then a linear output.
 
@@ -63,22 +96,52 @@ class MLP(nn.Sequential):
         self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if self._tanh and FAST_PATHS.folded_tanh and not torch.is_grad_enabled():
-            return self._folded_forward(x)
-        return super().forward(x)
+        if torch.is_grad_enabled() or len(self) == 1:
+            return super().forward(x)
+        folded = self._tanh and FAST_PATHS.folded_tanh
+        if folded:
+            layers = _sigmoid_layers(self._folded_weights())
+        else:
+            layers = [(lin.weight, lin.bias, act) for lin, act in
+                      zip(list(self)[0::2], [*list(self)[1::2], None])]
+        rows = x.shape[:-1].numel()
+        block = max(INFERENCE_MIN_ROWS, INFERENCE_BLOCK // max(w.shape[0] for w, _, _ in layers[:-1]))
+        if not FAST_PATHS.inference_blocks or rows <= block:
+            return _run_layers(x, layers)
+        return self._blocked_forward(x, layers, block)
+
+    def _blocked_forward(self, x: Tensor, layers: list[_Layer], block: int) -> Tensor:
+        """Inference over many rows (the IS-NLL's decoder: 10⁴–10⁵ (x, z) pairs per call) in
+        blocks of ``block`` rows, each block's hidden activations written into one buffer per
+        layer that is reused for every block and stays in the CPU caches. Row ``i`` of the result
+        is computed exactly as without blocking (the same kernels on a slice of rows); only the
+        outputs (``out_features`` wide) are materialised for all rows. Measured on the benchmark
+        machine (docs/benchmarks.md): allocating a fresh (rows × width) activation per call costs
+        page faults and cache misses that exceed the matrix products at width 500."""
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        rows = x2.shape[0]
+        out: Tensor | None = None
+        buffers: list[Tensor] | None = None
+        for i in range(0, rows, block):
+            xb = x2[i:i + block]
+            if buffers is None and not torch.is_autocast_enabled(x.device.type):
+                buffers = [xb.new_empty((block, w.shape[0]), dtype=torch.result_type(xb, w))
+                           for w, _, _ in layers[:-1]]
+            yb = _run_layers(xb, layers, buffers)
+            if out is None:
+                out = yb.new_empty((rows, yb.shape[-1]))
+            out[i:i + block] = yb
+        assert out is not None
+        return out.reshape(*shape[:-1], out.shape[-1])
 
     def _folded_forward(self, x: Tensor) -> Tensor:
         """The same function with sigmoid units: tanh(u) = 2·sigmoid(2u) − 1, the factors folded
         into the weights (a hidden layer after a tanh layer gets 4W and 2(b − W·1), the output
         layer 2W and b − W·1). One pass over each hidden activation instead of a tanh, whose CPU
-        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only."""
-        h = x
-        folded = self._folded_weights()
-        for i, (w, b) in enumerate(folded):
-            h = F.linear(h, w, b)
-            if i < len(folded) - 1:
-                h = h.sigmoid_()
-        return h
+        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only
+        (``forward`` without autograd runs it, in cache-sized row blocks)."""
+        return _run_layers(x, _sigmoid_layers(self._folded_weights()))
 
     def _folded_weights(self) -> list[tuple[Tensor, Tensor]]:
         """The folded (weight, bias) of every linear layer: computed on every call, except inside
