@@ -96,10 +96,10 @@ def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
     """Without autograd a tanh MLP runs with sigmoid units and folded weights; it must be the same
     function (a wrong fold — e.g. 2W instead of 4W for a middle layer, or a missing −W·1 bias
     shift — is off by O(1), far above these tolerances)."""
-    from torchmim.networks import MLP
+    from torchmim.networks import FOLD_MIN_WIDTH, MLP
 
     torch.manual_seed(0)
-    net = MLP(3, 5, hidden=40, depth=depth).to(dtype)
+    net = MLP(3, 5, hidden=FOLD_MIN_WIDTH, depth=depth).to(dtype)
     with torch.no_grad():  # larger weights than the init, so every unit's tanh is far from linear
         for p in net.parameters():
             p.mul_(3)
@@ -111,10 +111,17 @@ def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
             folded = net(x)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(folded, plain, rtol=tol, atol=tol)
-    # with autograd the plain tanh layers run (the fold is not differentiated through)
-    y = net(x)
-    assert y.requires_grad
-    torch.testing.assert_close(y.detach(), plain, rtol=0, atol=0)
+    # with autograd the fold runs too (width ≥ FOLD_MIN_WIDTH), differentiated through: the
+    # same values and the same gradients for every parameter as the tanh network's
+    weights = torch.randn(4, 6, 5, dtype=dtype)
+    outs = {}
+    for fast in (False, True):
+        with fast_paths(folded_tanh=fast, affine_backward=fast):
+            y = net(x)
+        outs[fast] = (y.detach(), torch.autograd.grad((y * weights).sum(), list(net.parameters())))
+    torch.testing.assert_close(outs[False][0], plain, rtol=0, atol=0)  # off: nn.Tanh itself
+    torch.testing.assert_close(outs[True][0], plain, rtol=tol, atol=tol)
+    torch.testing.assert_close(outs[True][1], outs[False][1], rtol=tol * 10, atol=tol * 10)
 
 
 def test_folded_weights_are_reused_only_inside_frozen_folds():
@@ -187,6 +194,98 @@ def test_the_nll_folds_once_and_equals_the_unfolded_nll():
     assert len({id(out) for _, out in calls}) == len(modules)  # … and one fold per network
 
 
+@pytest.mark.parametrize(("n_in", "n_out"), [(2, 9), (9, 4), (5, 5)])
+def test_affine_backward_is_the_exact_gradient(float64, n_in, n_out):
+    """networks.affine's hand-written backward for one weight matrix (leading dimensions of x as
+    rows) against finite differences, for a narrow input, a narrow output and a square map; and
+    without a gradient wanted for x (the data layer) against autograd's F.linear."""
+    from torchmim.networks import _Affine
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, n_in, requires_grad=True)
+    w = torch.randn(n_out, n_in, requires_grad=True)
+    b = torch.randn(n_out, requires_grad=True)
+    assert torch.autograd.gradcheck(_Affine.apply, (x, w, b))
+    y = _Affine.apply(x.detach(), w, b)
+    ref = torch.nn.functional.linear(x.detach(), w, b)
+    got = torch.autograd.grad(y.pow(2).sum(), (w, b))
+    want = torch.autograd.grad(ref.pow(2).sum(), (w, b))
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("shape", "pays"), [((120, 2), True), ((99, 2), False), ((120, 11), False),
+                                             ((4, 50), False), ((3, 50, 2), True),
+                                             ((3, 4, 50), True), ((3, 5, 2), False),
+                                             ((3, 50, 20), False)])
+def test_affine_uses_the_hand_written_backward_only_where_it_pays(shape, pays):
+    """affine() dispatches by the measured rule (_affine_pays); where it does not pay it is
+    F.linear / baddbmm with autograd's own backward."""
+    from torchmim.networks import _affine_pays, affine
+
+    w = torch.randn(shape, requires_grad=True)
+    b = torch.randn(shape[:-1], requires_grad=True)
+    x = torch.randn(*shape[:-2], 6, shape[-1])
+    assert _affine_pays(w) is pays
+    assert ("Affine" in type(affine(x, w, b).grad_fn).__name__) is pays
+    with fast_paths(affine_backward=False):
+        assert "Affine" not in type(affine(x, w, b).grad_fn).__name__
+    assert "Affine" in type(affine(x, w, b, fast=True).grad_fn).__name__ or not pays
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, as export uses it
+def test_training_fast_paths_step_aside_for_autocast_tracing_and_narrow_layers():
+    """The MLP's training forward uses the plain modules under autocast (a custom backward would
+    mix bfloat16 and float32) and under tracing (exporters see torch's ops), and does not fold a
+    network narrower than FOLD_MIN_WIDTH (its forward is then F.linear and nn.Tanh, bit for bit)."""
+    from torchmim.networks import FOLD_MIN_WIDTH, MLP
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 2)
+    narrow = MLP(2, 4, hidden=FOLD_MIN_WIDTH - 1)
+    torch.testing.assert_close(narrow(x), torch.nn.Sequential.forward(narrow, x), rtol=0, atol=0)
+    wide = MLP(2, 4, hidden=FOLD_MIN_WIDTH)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = wide(x)
+    assert y.dtype == torch.bfloat16 and "Affine" not in type(y.grad_fn).__name__
+    y.float().sum().backward()  # the plain modules' backward works under autocast
+    traced = torch.jit.trace(wide, (x,), check_trace=False)
+    graph = str(traced.inlined_graph)
+    assert "aten::sigmoid" not in graph and "aten::tanh" in graph
+    torch.testing.assert_close(traced(x), torch.nn.Sequential.forward(wide, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("value_shape", "param_shape"),
+                         [((7, 5, 3), (5, 3)), ((5, 3), (5, 3)), ((3,), (4, 3)), ((6, 1, 3), (4, 3))])
+def test_inplace_normal_log_prob_equals_torchs(dtype, value_shape, param_shape):
+    """torchmim's Normal computes log_prob in place without autograd: the same values as
+    torch.distributions.Normal for broadcasting values and parameters, its inputs untouched; with
+    autograd (and with the switch off) it is torch's own computation, bit for bit."""
+    from torch.distributions import Normal as TorchNormal
+
+    from torchmim.distributions.normal import Normal
+
+    torch.manual_seed(0)
+    loc = torch.randn(param_shape, dtype=dtype)
+    scale = torch.rand(param_shape, dtype=dtype) + 0.05
+    value = torch.randn(value_shape, dtype=dtype) * 3
+    copies = [t.clone() for t in (loc, scale, value)]
+    ours, torchs = Normal(loc, scale, validate_args=False), TorchNormal(loc, scale,
+                                                                         validate_args=False)
+    with torch.no_grad():
+        fast = ours.log_prob(value)
+        with fast_paths(inplace_log_prob=False):
+            torch.testing.assert_close(ours.log_prob(value), torchs.log_prob(value), rtol=0, atol=0)
+    torch.testing.assert_close(fast, torchs.log_prob(value), rtol=TOL[dtype], atol=TOL[dtype])
+    for t, c in zip((loc, scale, value), copies):
+        assert torch.equal(t, c)
+    loc.requires_grad_()
+    y = Normal(loc, scale, validate_args=False).log_prob(value)
+    assert y.requires_grad
+    torch.testing.assert_close(y, TorchNormal(loc, scale).log_prob(value), rtol=0, atol=0)
+
+
 def test_folded_tanh_only_for_tanh_networks():
     from torchmim.networks import MLP
 
@@ -250,12 +349,12 @@ def test_blocked_mlp_inference_under_autocast(monkeypatch):
 
 
 def test_the_nll_decodes_whole_chunks_through_blocked_mlps():
-    """An MLP decoder blocks its own hidden layers, so the IS-NLL hands it 16,384 pairs per call
-    (the toy decoder's 4 outputs), not 256; other decoders keep blocks sized by their widest
-    linear layer. The estimate is the same (the same draws)."""
+    """An MLP decoder blocks its own hidden layers, so the IS-NLL hands it 65,536 pairs per call
+    (2¹⁸ floats of the toy decoder's 4 outputs), not 256; other decoders keep blocks sized by
+    their widest linear layer. The estimate is the same (the same draws)."""
     torch.manual_seed(0)
     model = tm.MLPModelConfig(hidden=500).build()
-    assert model._decoder_block_pairs() == 16384
+    assert model._decoder_block_pairs() == 65536
     with fast_paths(inference_blocks=False):
         assert model._decoder_block_pairs() == 256  # before: 65536 // 500, floored at 256
     image = tiny("image-mlp")  # gated dense layers, no MLP: blocks by its widest layer (64 pixels)

@@ -14,6 +14,7 @@ import torch
 import torchmim as tm
 from torchmim.data.toy import GMM2DConfig
 from torchmim.io import read_checkpoint
+from torchmim.layers import fast_paths
 from torchmim.seeding import derive_seed, seed_everything
 from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer, group_key, run_group
 
@@ -29,10 +30,13 @@ def member(seed: int, hidden: int = 8, z_dim: int = 2):
 
 
 def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8, z_dim: int = 2,
-          out_dir=None) -> Trainer:
+          out_dir=None, exact: bool = True) -> Trainer:
+    """The plain run; ``exact``: with the MLP's training fast paths off (torch.tanh, autograd's
+    linear backward), the arithmetic a group with ``fast=False`` reproduces bit for bit."""
     data, model = member(seed, hidden, z_dim)
     trainer = Trainer(model, objective, dataclasses.replace(cfg, seed=seed), out_dir=out_dir)
-    trainer.fit(data.train, data.val[0])
+    with fast_paths(folded_tanh=not exact, affine_backward=not exact):
+        trainer.fit(data.train, data.val[0])
     return trainer
 
 
@@ -86,7 +90,7 @@ def test_vae_and_fast_paths_agree_to_rounding(float64):
     # the VAE's loss differs from the single trainer's in the last bit (summation order)
     single = alone(1, tm.VAE(), CFG)
     assert max_diff(single.model, group([1], tm.VAE(), CFG).member_model(0)) < 1e-12
-    # the fast paths (tanh folded into sigmoid units, _StackedAffine's backward): the same
+    # the fast paths (tanh folded into sigmoid units, networks.affine's backward): the same
     # function and gradients in another order of operations; five epochs of MIM stay within
     # 1e-9 in float64 (a wrong fold or gradient is off by far more after the first step)
     single = alone(2, tm.MIM(), CFG)
@@ -124,10 +128,10 @@ def test_folded_network_has_the_tanh_networks_values_and_gradients(float64, dept
 
 @pytest.mark.parametrize(("m", "n_in", "n_out"), [(3, 2, 9), (3, 9, 4), (2, 5, 5)])
 def test_stacked_affine_backward_is_the_exact_gradient(float64, m, n_in, n_out):
-    """_StackedAffine's hand-written backward (laid out by which side is narrow) against finite
-    differences (gradcheck), for a narrow input, a narrow output and a square map, with and
-    without a gradient wanted for the input."""
-    from torchmim.training.vectorized import _StackedAffine
+    """The stacked form of networks.affine's hand-written backward (laid out by which side is
+    narrow) against finite differences (gradcheck), for a narrow input, a narrow output and a
+    square map, with and without a gradient wanted for the input."""
+    from torchmim.networks import _Affine as _StackedAffine
 
     torch.manual_seed(0)
     x = torch.randn(m, 6, n_in, requires_grad=True)
@@ -236,7 +240,8 @@ def test_a_member_checkpoint_is_a_plain_trainer_checkpoint(tmp_path):
     data, model = member(5)
     trainer = Trainer(model, tm.MIM(), dataclasses.replace(cfg, seed=5, epochs=5),
                       out_dir=tmp_path)
-    trainer.fit(data.train, data.val[0], resume=True)  # continues the member's run
+    with fast_paths(folded_tanh=False, affine_backward=False):  # the group's exact arithmetic
+        trainer.fit(data.train, data.val[0], resume=True)  # continues the member's run
     single = alone(5, tm.MIM(), dataclasses.replace(cfg, epochs=5))
     assert trainer.epoch == 5 and max_diff(single.model, trainer.model) == 0.0
     assert vt.members[1].epoch == 3

@@ -64,7 +64,7 @@ def distribution_parameters(dist: Distribution) -> dict[str, Tensor]:
     """The parameters a part exports: ``mean``/``std`` of a (diagonal) Gaussian, ``mean``/``logits``
     of a Bernoulli, ``mean`` of anything else with a closed-form mean."""
     base = dist.base_dist if isinstance(dist, Independent) else dist
-    if type(base) is Normal:
+    if isinstance(base, Normal):  # torchmim.distributions.normal.Normal too
         return {"mean": base.loc, "std": base.scale}
     if type(base) is Bernoulli:
         return {"mean": base.probs, "logits": base.logits}

@@ -120,7 +120,7 @@ def _factorized_normal(model: LatentVariableModel) -> tuple[Tensor, Tensor] | No
     with eval_mode(model), torch.no_grad():
         pz = model.latent_prior()
     base = pz.base_dist if isinstance(pz, Independent) else pz
-    if type(base) is not Normal:
+    if not isinstance(base, Normal):  # torchmim.distributions.normal.Normal too
         return None
     d = math.prod(model.z_shape)
     return base.loc.expand(model.z_shape).reshape(d), base.scale.expand(model.z_shape).reshape(d)

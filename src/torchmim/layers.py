@@ -21,11 +21,9 @@ Helpers shared by the image networks and the PixelCNN's distribution: input chec
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +32,7 @@ from torch.nn import functional as F
 
 from .distributions.conditional import gaussian_from_mean_logvar
 from .errors import ConfigError, DataError
+from .fast_paths import FAST_PATHS, fast_paths  # re-exported: the switches' home until 0.2
 
 __all__ = [
     "EVAL_CHUNK",
@@ -57,66 +56,6 @@ __all__ = [
 #: Rows (images) run at once when no gradient is needed (evaluation: the importance-sampled NLL
 #: decodes S·B latents; the conv decoders would otherwise hold S·B·64·H·W activations).
 EVAL_CHUNK = 256
-
-
-@dataclass
-class _FastPaths:
-    """Switches of the optional CPU paths of the image layers (issue 11), each kept on by default
-    only where bench/image.py measured a gain on the 2-core benchmark machine (docs/benchmarks.md,
-    "Image models and IS-NLL (issue 11)").
-
-    * ``fused_gates`` (off): a gated layer runs its two maps h and g as ONE linear/convolution with
-      twice the outputs (weights concatenated on the fly), then splits. The parameters stay two
-      tensors ``h``/``g`` (saved models, per-parameter gradient normalisation and the reference
-      weight mapping are unchanged); equal to the two-map form up to float rounding
-      (tests/test_fast_paths.py). Measured: no gain (±1%) on convHVAE / PixelHVAE training, 8%
-      slower with the VampPrior, so off.
-    * ``channels_last`` (on): the PixelCNN runs in channels-last (NHWC) memory format, oneDNN's
-      native layout (+11% on a PixelHVAE training step).
-    * ``gated_channels_last`` (off): the same for the gated conv stacks of convHVAE's encoder and
-      decoder (no gain, 7% slower with the VampPrior).
-    * ``folded_tanh`` (on): without autograd (evaluation, encoding, decoding), a tanh
-      :class:`~torchmim.networks.MLP` runs as the same network with sigmoid units, tanh(u) =
-      2·sigmoid(2u) − 1 folded into the weights of the layers around it (no extra pass over the
-      activations). torch's CPU tanh costs ~4 ns per element here against ~0.4 ns for sigmoid, and
-      the toy IS-NLL is one 500-wide tanh layer over 10⁷ (x, z) pairs per run: 2.5× faster
-      (bench/toy.py). Equal to the tanh form up to float rounding (tests/test_fast_paths.py).
-    * ``inference_blocks`` (on): without autograd an :class:`~torchmim.networks.MLP` runs many rows
-      in cache-sized row blocks, its hidden activations written into buffers reused across the
-      blocks (``networks.INFERENCE_BLOCK``); the IS-NLL hands its decoder whole chunks of (x, z)
-      pairs. Row for row the same kernels as unblocked (tests/test_fast_paths.py).
-    """
-
-    fused_gates: bool = False
-    channels_last: bool = True
-    gated_channels_last: bool = False
-    folded_tanh: bool = True
-    inference_blocks: bool = True
-
-
-#: The process-wide switches; change them with :func:`fast_paths`.
-FAST_PATHS = _FastPaths()
-
-
-@contextmanager
-def fast_paths(*, fused_gates: bool | None = None, channels_last: bool | None = None,
-               gated_channels_last: bool | None = None,
-               folded_tanh: bool | None = None,
-               inference_blocks: bool | None = None) -> Iterator[_FastPaths]:
-    """Temporarily set the switches of :data:`FAST_PATHS` (``None``: unchanged), e.g. ``with
-    fast_paths(fused_gates=True, gated_channels_last=True):``."""
-    values = {"fused_gates": fused_gates, "channels_last": channels_last,
-              "gated_channels_last": gated_channels_last, "folded_tanh": folded_tanh,
-              "inference_blocks": inference_blocks}
-    saved = dataclasses.asdict(FAST_PATHS)
-    for name, value in values.items():
-        if value is not None:
-            setattr(FAST_PATHS, name, bool(value))
-    try:
-        yield FAST_PATHS
-    finally:
-        for name, value in saved.items():
-            setattr(FAST_PATHS, name, value)
 
 
 def to_conv_layout(x: Tensor, channels_last: bool | None = None) -> Tensor:

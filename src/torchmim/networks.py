@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .layers import FAST_PATHS
+from .fast_paths import FAST_PATHS
 from .registry import Registry
 
-__all__ = ["ACTIVATIONS", "MLP", "activation", "frozen_folds"]
+__all__ = ["ACTIVATIONS", "MLP", "activation", "affine", "fold_tanh", "frozen_folds"]
 
 #: Activation functions by name (``tanh`` as in Section 6.2, ``swish`` as in Appendix D).
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
@@ -40,6 +41,9 @@ def activation(name: str) -> nn.Module:
 INFERENCE_BLOCK = 1 << 16
 #: Fewest rows per block: below ~256 rows the per-call overhead of the matrix products dominates.
 INFERENCE_MIN_ROWS = 256
+#: Narrowest hidden layer for which training folds tanh into sigmoid units: below it the fold's
+#: extra ops on the weights cost more than the tanh they save (measured: docs/benchmarks.md).
+FOLD_MIN_WIDTH = 100
 
 #: One layer of an inference forward: weight, bias, and the activation after it (None: none).
 _Layer = tuple[Tensor, Tensor | None, Callable[[Tensor], Tensor] | None]
@@ -66,6 +70,91 @@ def _run_layers(x: Tensor, layers: list[_Layer], buffers: list[Tensor] | None = 
         if act is not None:
             h = act(h)
     return h
+
+
+def fold_tanh(params: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+    """The (weight, bias) of each linear layer of a tanh network → those of the same function
+    with sigmoid units, tanh(u) = 2·sigmoid(2u) − 1 folded into the weights: a hidden layer after
+    a tanh layer gets 4W and 2(b − W·1), the first layer 2W and 2b, the output layer 2W and
+    b − W·1. Weights (out, in) or stacked (M, out, in) with biases (out,) or (M, out).
+    Differentiable (training folds on every step; a few ops on the weights only)."""
+    folded = []
+    for i, (w, b) in enumerate(params):
+        if i > 0:  # the input is 2s − 1 with s the previous sigmoid
+            w, b = 2 * w, b - w.sum(-1)
+        if i < len(params) - 1:  # a sigmoid unit of 2u
+            w, b = 2 * w, 2 * b
+        folded.append((w, b))
+    return folded
+
+
+class _Affine(torch.autograd.Function):
+    """y = x Wᵀ + b, W (out, in) with x (..., in), or stacked W (M, out, in) with x (M, B, in),
+    with a backward laid out for the CPU's GEMM. The backward autograd derives computes ∂W = ∂yᵀ x
+    and ∂x = ∂y W, both with an output only ``in`` columns wide when the layer reads the 2-D data
+    or latent: MKL's GEMM is 6–9× slower on those shapes than on the same products written as
+    ∂W = (xᵀ ∂y)ᵀ and ∂x = ∂y W with W in column-major layout (one model, batch 128, width 500:
+    71 against 8 µs and 93 against 13 µs; 20 stacked members: 950 against 111 µs and 1,014
+    against 175 µs; docs/benchmarks.md). For in ≥ out the products are autograd's own. The same
+    sums in another order: equal to autograd's gradients up to float rounding
+    (tests/test_fast_paths.py)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        if w.dim() == 2:
+            return F.linear(x, w, b)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        narrow = w.shape[-1] < w.shape[-2]  # in < out: the data or the latent
+        stacked = w.dim() == 3
+        if not stacked:  # leading dimensions as rows
+            x, grad = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        mm = torch.bmm if stacked else torch.mm
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = mm(grad, w.mT.contiguous().mT if narrow else w)
+            gx = gx if stacked else gx.reshape(ctx.saved_tensors[0].shape)
+        if ctx.needs_input_grad[1]:
+            gw = mm(x.mT, grad).mT.contiguous() if narrow else mm(grad.mT, x)
+        if ctx.needs_input_grad[2]:
+            gb = grad.sum(-2)
+        return gx, gw, gb
+
+
+def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tensor:
+    """``F.linear(x, w, b)`` (or its stacked form, W (M, out, in)) with :class:`_Affine`'s
+    backward when ``fast`` (default: ``FAST_PATHS.affine_backward``) and autograd records it; the
+    plain op under autocast (whose backward would mix dtypes), tracing and compilation."""
+    if fast is None:
+        fast = FAST_PATHS.affine_backward
+    if (fast and _affine_pays(w) and torch.is_grad_enabled() and not _tracing()
+            and not torch.is_autocast_enabled(x.device.type)):
+        return _Affine.apply(x, w, b)
+    if w.dim() == 2:
+        return F.linear(x, w, b)
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _affine_pays(w: Tensor) -> bool:
+    """Whether :class:`_Affine`'s backward beats autograd's for weights of this shape, by the
+    rule measured on the benchmark machine (batch 128; docs/benchmarks.md): one matrix, an input
+    of at most 10 features into at least 100 (2 → 500: 2.0×, 2 → 100: 1.07×; 20 → 500 and every
+    layer with in ≥ out lose the Python function's ~10 µs); stacked, a side of at most 10 with
+    the other at least 50 (20 members: 2 → 500 2.2×, 500 → 4 2.3×, 50 → 4 1.6×, 10 → 50 1.1×;
+    20 → 50 and 50 → 40 lose)."""
+    n_out, n_in = w.shape[-2], w.shape[-1]
+    if w.dim() == 2:
+        return n_in <= 10 and n_out >= 100
+    return min(n_in, n_out) <= 10 and max(n_in, n_out) >= 50
+
+
+def _tracing() -> bool:
+    """Inside ``torch.jit.trace``, ``torch.export`` or ``torch.compile``: the plain ops only."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 class MLP(nn.Sequential):
@@ -96,8 +185,10 @@ class MLP(nn.Sequential):
         self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if torch.is_grad_enabled() or len(self) == 1:
+        if len(self) == 1 or _tracing():
             return super().forward(x)
+        if torch.is_grad_enabled():
+            return self._training_forward(x)
         folded = self._tanh and FAST_PATHS.folded_tanh
         if folded:
             layers = _sigmoid_layers(self._folded_weights())
@@ -109,6 +200,31 @@ class MLP(nn.Sequential):
         if not FAST_PATHS.inference_blocks or rows <= block:
             return _run_layers(x, layers)
         return self._blocked_forward(x, layers, block)
+
+    def _training_forward(self, x: Tensor) -> Tensor:
+        """With autograd: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with sigmoid units and
+        its weights folded on every call (:func:`fold_tanh`; torch's CPU tanh forward is ~19×
+        slower than sigmoid on a 128 × 500 batch here), and every linear map through
+        :func:`affine`. Under autocast the plain modules (a bfloat16 run keeps torch's ops)."""
+        if torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        linears = list(self)[0::2]
+        params = [(lin.weight, lin.bias) for lin in linears]
+        if self._tanh and FAST_PATHS.folded_tanh and max(
+                lin.out_features for lin in linears[:-1]) >= FOLD_MIN_WIDTH:
+            h = x
+            folded = fold_tanh(params)
+            for k, (w, b) in enumerate(folded):
+                h = affine(h, w, b)
+                if k < len(folded) - 1:
+                    h = torch.sigmoid(h)  # not in place: F.linear's output may be a view
+            return h
+        h = x
+        for k, (w, b) in enumerate(params):
+            h = affine(h, w, b)
+            if k < len(params) - 1:
+                h = self[2 * k + 1](h)
+        return h
 
     def _blocked_forward(self, x: Tensor, layers: list[_Layer], block: int) -> Tensor:
         """Inference over many rows (the IS-NLL's decoder: 10⁴–10⁵ (x, z) pairs per call) in
@@ -150,17 +266,9 @@ class MLP(nn.Sequential):
         frozen = self.__dict__.get("_fold_frozen")
         if frozen is not None and frozen[1] is not None:
             return frozen[1]
-        folded = []
         with torch.no_grad():
-            linears = list(self)[0::2]
-            for i, layer in enumerate(linears):
-                w, b = layer.weight, layer.bias
-                if i > 0:  # the input is 2s − 1 with s = sigmoid(2u): fold the affine map into w, b
-                    b = b - w.sum(1)
-                    w = 2 * w
-                if i < len(linears) - 1:  # a sigmoid unit of 2u
-                    w, b = 2 * w, 2 * b
-                folded.append((w.detach(), b.detach()))
+            folded = [(w.detach(), b.detach()) for w, b in
+                      fold_tanh([(lin.weight, lin.bias) for lin in list(self)[0::2]])]
         if frozen is not None:
             frozen[1] = folded
         return folded

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Categorical, Independent, Normal
+from torch.distributions import Bernoulli, Categorical, Independent
 
 from ..precision import full_precision
 from ..registry import Registry
 from .mixture import ReparameterizedMixture
+from .normal import Normal
 
 __all__ = [
     "CONDITIONALS",

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent
 
 from ..errors import ConfigError
 from ..registry import Registry, suggest
 from .conditional import gaussian_from_mean_logvar
 from .mixture import ReparameterizedMixture
+from .normal import Normal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.latent_variable_model import LatentVariableModel

@@ -80,7 +80,7 @@ from ..data.loading import as_tensor, batch_x, check_finite
 from ..errors import CheckpointError, ConfigError, DataError, TorchMIMError, TrainingDivergedError
 from ..io import atomic_save, checkpoint_to_dict, read_checkpoint
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from ..networks import ACTIVATIONS
+from ..networks import ACTIVATIONS, affine, fold_tanh
 from ..objectives.base import Objective
 from ..objectives.cross_entropy import ce_per_sample
 from ..objectives.mim import mim_per_sample
@@ -185,36 +185,6 @@ def _shape_free(model_config: Any) -> dict[str, Any]:
     return data
 
 
-class _StackedAffine(torch.autograd.Function):
-    """y = x wᵀ + b for every member, (M, B, in) × (M, out, in) → (M, B, out): ``torch.baddbmm``
-    forward, with a backward that lays its products out for the CPU's batched GEMM. The backward
-    autograd derives for ``baddbmm`` computes ∂w = ∂yᵀ x and ∂x = ∂y w, both with an output
-    only ``in`` columns wide when the layer reads the 2-D data or latent (in = 2): MKL's batched
-    GEMM is 6–9× slower on those shapes than on the same products written as ∂w = (xᵀ ∂y)ᵀ and
-    ∂x = ∂y w with w in column-major layout (20 members, batch 128, width 500: 950 µs against
-    111 µs, 1,014 against 175 µs; docs/benchmarks.md). The same sums in another order: equal to
-    autograd's gradients up to float rounding (tests/test_vectorized.py)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, w = ctx.saved_tensors
-        narrow = w.shape[2] < w.shape[1]  # in < out: a narrow input (the data or the latent)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.bmm(grad, w.transpose(1, 2).contiguous().transpose(1, 2) if narrow else w)
-        if ctx.needs_input_grad[1]:
-            gw = (torch.bmm(x.transpose(1, 2), grad).transpose(1, 2) if narrow
-                  else torch.bmm(grad.transpose(1, 2), x))
-        if ctx.needs_input_grad[2]:
-            gb = grad.sum(1)
-        return gx, gw, gb
-
-
 # ---------------------------------------------------------------------------------- members
 @dataclass
 class MemberState:
@@ -293,11 +263,13 @@ class VectorizedTrainer:
         checkpoint_seconds: write checkpoints at most this often (a member's last epoch is always
             written); 0 writes every ``config.checkpoint_every`` epochs like the single trainer.
         fast: the CPU fast paths (default): a tanh network runs with sigmoid units, tanh(u) =
-            2·sigmoid(2u) − 1 folded into its weights, and every affine map with a backward laid
-            out for the batched GEMM (:class:`_StackedAffine`); the same function and gradients up
-            to float rounding, 1.2–1.5× faster at widths 50–500 (docs/benchmarks.md). ``False``
-            runs ``torch.tanh`` and autograd's ``baddbmm`` and reproduces the single trainer to
-            the last bit where the stacked products allow.
+            2·sigmoid(2u) − 1 folded into its weights, and every affine map with a backward
+            laid out for the batched GEMM (:func:`~torchmim.networks.affine`); the same
+            function and gradients up to float rounding, 1.4–2.4× faster than ``False`` at
+            widths 50–500 (docs/benchmarks.md). ``False`` runs ``torch.tanh`` and autograd's
+            ``baddbmm`` and reproduces the single trainer run with those switches off
+            (``fast_paths(folded_tanh=False, affine_backward=False)``) to the last bit where the
+            stacked products allow.
     """
 
     def __init__(
@@ -345,7 +317,7 @@ class VectorizedTrainer:
         self._dec_in = "decoder.network.0.weight"
         self.act = ACTIVATIONS.build(cfg.activation)
         self._fold = fast and cfg.activation == "tanh"  # sigmoid units, tanh folded into weights
-        self._affine = fast  # _StackedAffine's backward
+        self._affine = fast  # networks.affine: the backward laid out for the batched GEMM
         self.names = [n for n, _ in first.named_parameters()]
         self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
                                        for mod, z in zip(models, self.z_dims)])
@@ -491,21 +463,16 @@ class VectorizedTrainer:
         return h
 
     def _affine_map(self, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-        return (_StackedAffine.apply(h, w, b) if self._affine else
-                torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+        return affine(h, w, b, fast=self._affine)
 
     def _folded_mlp(self, p: dict[str, Tensor], prefix: str, h: Tensor) -> Tensor:
-        """The tanh MLP with sigmoid units, tanh(u) = 2·sigmoid(2u) − 1 folded into the weights
-        as ``networks.MLP`` folds them for inference (a hidden layer after a tanh layer gets 4W
-        and 2(b − W·1), the output layer 2W and b − W·1), differentiably: the fold is a few ops
-        on the (M, out, in) weights, and a hidden activation costs one in-place sigmoid forward
-        and one sigmoid backward instead of the four passes of 2·sigmoid(2x) − 1."""
-        for k in range(self.depth + 1):
-            w, b = p[f"{prefix}.network.{2 * k}.weight"], p[f"{prefix}.network.{2 * k}.bias"]
-            if k > 0:  # the input is 2s − 1 with s the previous sigmoid
-                w, b = 2 * w, b - w.sum(2)
-            if k < self.depth:  # a sigmoid unit of 2u
-                w, b = 2 * w, 2 * b
+        """The tanh MLP with sigmoid units (:func:`~torchmim.networks.fold_tanh`, as
+        ``networks.MLP`` trains it), the fold a few differentiable ops on the (M, out, in)
+        weights: a hidden activation costs one in-place sigmoid forward and one sigmoid backward
+        instead of torch's tanh (~19× slower than sigmoid here)."""
+        folded = fold_tanh([(p[f"{prefix}.network.{2 * k}.weight"],
+                             p[f"{prefix}.network.{2 * k}.bias"]) for k in range(self.depth + 1)])
+        for k, (w, b) in enumerate(folded):
             h = self._affine_map(h, w, b)
             if k < self.depth:
                 h = h.sigmoid_()  # the affine map's backward does not need its output

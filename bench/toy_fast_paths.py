@@ -1,0 +1,181 @@
+"""The toy fast paths of issue 11's sixth round, each against the plain path, side by side.
+
+    python bench/toy_fast_paths.py --out /tmp/toy_fast.json          # everything, ~4 min idle
+    python bench/toy_fast_paths.py --only train --widths 500         # a subset
+
+In one process, one torch thread, glibc's freed memory kept (as in a sweep's worker), rounds
+interleaved with the order flipped every round, medians reported:
+
+* ``train``: one epoch (10,000 points, batch 128, a 2,000-point validation loss) of a vectorised
+  group of 20 (10 MIM + 10 VAE members, as a fig3 width) with ``VectorizedTrainer(fast=True)``
+  (tanh folded into sigmoid units, ``_StackedAffine``'s backward) against ``fast=False``
+  (``torch.tanh`` and autograd's ``baddbmm``, the exact path); the fig3 shape (x, z ∈ R²) at each
+  ``--widths`` and fig4's (x ∈ R²⁰, z ∈ R¹⁰, width 50). The members' final validation losses are
+  printed for both: the same up to float rounding.
+* ``trainer``: one epoch of the plain ``Trainer`` (one model, MIM and VAE) with the MLP's
+  training fast paths (``FAST_PATHS.folded_tanh`` above ``FOLD_MIN_WIDTH``, ``affine_backward``)
+  against both off, at each ``--widths``.
+* ``nll``: the IS-NLL (S = 1000) of ``--nll-points`` points with this round's inference paths
+  (``FAST_PATHS.inference_blocks``: the MLP decoder blocks its hidden layers itself and the NLL
+  hands it up to 65,536 pairs per call; ``inplace_log_prob``: the Gaussian log-densities in place)
+  against both off (the decoder on blocks of 256–1,638 pairs, torch's ``Normal.log_prob``: the
+  path before); fig3's shape at each ``--widths`` and fig4's (x ∈ R²⁰, z ∈ R¹⁰, width 50). The
+  same draws: the same estimate up to float rounding.
+
+Prints a Markdown table with ``os.getloadavg()`` per row and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+
+import torchmim as tm
+from torchmim.allocator import keep_freed_memory
+from torchmim.layers import fast_paths
+from torchmim.metrics import importance_sampled_nll
+from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer
+
+
+def load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def interleave(contestants: dict[str, Callable[[], object]], rounds: int) -> tuple[dict, dict]:
+    """Median seconds of each contestant and its last return value; order flipped every round."""
+    names = list(contestants)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    values: dict[str, object] = {}
+    for r in range(rounds + 1):  # round 0 warms up
+        for n in (names if r % 2 else names[::-1]):
+            t = time.perf_counter()
+            values[n] = contestants[n]()
+            if r:
+                times[n].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in times.items()}, values
+
+
+def toy_data(x_dim: int, n: int, seed: int) -> torch.Tensor:
+    if x_dim == 2:
+        return torch.as_tensor(tm.paper_2d_mixture().sample(n, seed=seed)[0], dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)  # fig4's shape: 5 components in R^20, std 0.25
+    means = torch.randn(5, x_dim, generator=g)
+    k = torch.randint(0, 5, (n,), generator=g)
+    return means[k] + 0.25 * torch.randn(n, x_dim, generator=g)
+
+
+def group_epoch(x_dim: int, z_dim: int, width: int, x: torch.Tensor, v: torch.Tensor,
+                cfg: TrainerConfig, fast: bool) -> list[float]:
+    """One epoch of a group of 20 (10 MIM + 10 VAE); the members' validation losses."""
+    models = []
+    for i in range(20):
+        torch.manual_seed(i)
+        models.append(tm.MLPModelConfig(x_dim=x_dim, z_dim=z_dim, hidden=width).build())
+    vt = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10, cfg, seeds=list(range(20)),
+                           fast=fast)
+    return [h[-1]["val_loss"] for h in vt.fit([x] * 20, [v] * 20)]
+
+
+def one_model_epoch(objective: str, width: int, x: torch.Tensor, v: torch.Tensor,
+                    cfg: TrainerConfig, fast: bool) -> float:
+    """One epoch of the plain Trainer on one model; its validation loss."""
+    torch.manual_seed(0)
+    model = tm.MLPModelConfig(hidden=width).build()
+    with fast_paths(folded_tanh=fast, affine_backward=fast):
+        return Trainer(model, tm.get_objective(objective), cfg).fit(x, v)[-1]["val_loss"]
+
+
+def nll_of(model, x: torch.Tensor, fast: bool) -> float:
+    with fast_paths(inference_blocks=fast, inplace_log_prob=fast):
+        return float(importance_sampled_nll(model, x, 1000))
+
+
+def bench_train(rows: list[dict], a) -> None:
+    cfg = TrainerConfig(epochs=1, warmup_epochs=3, progress=False, min_steps=0)
+    shapes = [(2, 2, w) for w in a.widths] + ([(20, 10, 50)] if a.fig4 else [])
+    for x_dim, z_dim, width in shapes:
+        x, v = toy_data(x_dim, 10_000, 0), toy_data(x_dim, 2_000, 1)
+        run = partial(group_epoch, x_dim, z_dim, width, x, v, cfg)
+        l0 = load()
+        t, vals = interleave({"fast": partial(run, True), "plain": partial(run, False)}, a.rounds)
+        diff = max(abs(p - q) for p, q in zip(vals["fast"], vals["plain"]))
+        rows.append({"bench": f"group of 20 (10 MIM + 10 VAE), x∈R^{x_dim}, z∈R^{z_dim}, "
+                              f"width {width}: one epoch", "unit": "s", "fast": t["fast"],
+                     "plain": t["plain"], "ratio": t["plain"] / t["fast"],
+                     "member_samples_per_s": 20 * 10_000 / t["fast"],
+                     "max_val_loss_difference": diff, "load": f"{l0} → {load()}"})
+        print(rows[-1], flush=True)
+
+
+def bench_trainer(rows: list[dict], a) -> None:
+    cfg = TrainerConfig(epochs=1, warmup_epochs=3, progress=False, min_steps=0)
+    x, v = toy_data(2, 10_000, 0), toy_data(2, 2_000, 1)
+    for objective in ("mim", "vae"):
+        for width in a.widths:
+            run = partial(one_model_epoch, objective, width, x, v, cfg)
+            l0 = load()
+            t, vals = interleave({"fast": partial(run, True), "plain": partial(run, False)},
+                                 a.rounds)
+            rows.append({"bench": f"Trainer, one {objective.upper()} model, width {width}: one "
+                                  "epoch", "unit": "s", "fast": t["fast"], "plain": t["plain"],
+                         "ratio": t["plain"] / t["fast"], "samples_per_s": 10_000 / t["fast"],
+                         "val_loss": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
+            print(rows[-1], flush=True)
+
+
+def bench_nll(rows: list[dict], a) -> None:
+    shapes = [(2, 2, w) for w in a.widths] + ([(20, 10, 50)] if a.fig4 else [])
+    for x_dim, z_dim, width in shapes:
+        x = toy_data(x_dim, a.nll_points, 0)
+        torch.manual_seed(0)
+        model = tm.MLPModelConfig(x_dim=x_dim, z_dim=z_dim, hidden=width).build()
+        l0 = load()
+        t, vals = interleave({"fast": partial(nll_of, model, x, True),
+                              "plain": partial(nll_of, model, x, False)}, a.rounds)
+        rows.append({"bench": f"IS-NLL, {a.nll_points:,} points, S = 1000, x∈R^{x_dim}, "
+                              f"z∈R^{z_dim}, width {width}",
+                     "unit": "s", "fast": t["fast"], "plain": t["plain"],
+                     "ratio": t["plain"] / t["fast"],
+                     "ns_per_pair": t["fast"] / (a.nll_points * 1000) * 1e9,
+                     "nll": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
+        print(rows[-1], flush=True)
+
+
+BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES))
+    p.add_argument("--widths", nargs="+", type=int, default=[5, 50, 200, 500])
+    p.add_argument("--fig4", action=argparse.BooleanOptionalAction, default=True,
+                   help="also the fig4 shape (x in R^20, z in R^10, width 50) in 'train' and 'nll'")
+    p.add_argument("--nll-points", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    rows: list[dict] = []
+    for name in a.only:
+        BENCHES[name](rows, a)
+    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread\n")
+    print("| benchmark | fast | plain | unit | ratio | load |\n|---|---:|---:|---|---:|---|")
+    for r in rows:
+        print(f"| {r['bench']} | {r['fast']:.3f} | {r['plain']:.3f} | {r['unit']} | "
+              f"**{r['ratio']:.2f}** | {r['load']} |")
+    if a.out is not None:
+        a.out.write_text(json.dumps({"rows": rows, "torch": torch.__version__}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
