@@ -1,6 +1,6 @@
 """The toy fast paths of issue 11's sixth round, each against the plain path, side by side.
 
-    python bench/toy_fast_paths.py --out /tmp/toy_fast.json          # everything, ~4 min idle
+    python bench/toy_fast_paths.py --out /tmp/toy_fast.json          # everything, ~6 min idle
     python bench/toy_fast_paths.py --only train --widths 500         # a subset
 
 In one process, one torch thread, glibc's freed memory kept (as in a sweep's worker), rounds
@@ -8,7 +8,7 @@ interleaved with the order flipped every round, medians reported:
 
 * ``train``: one epoch (10,000 points, batch 128, a 2,000-point validation loss) of a vectorised
   group of 20 (10 MIM + 10 VAE members, as a fig3 width) with ``VectorizedTrainer(fast=True)``
-  (tanh folded into sigmoid units, ``_StackedAffine``'s backward) against ``fast=False``
+  (tanh folded into sigmoid units, ``networks.affine``'s backward) against ``fast=False``
   (``torch.tanh`` and autograd's ``baddbmm``, the exact path); the fig3 shape (x, z ∈ R²) at each
   ``--widths`` and fig4's (x ∈ R²⁰, z ∈ R¹⁰, width 50). The members' final validation losses are
   printed for both: the same up to float rounding.
@@ -21,6 +21,13 @@ interleaved with the order flipped every round, medians reported:
   against both off (the decoder on blocks of 256–1,638 pairs, torch's ``Normal.log_prob``: the
   path before); fig3's shape at each ``--widths`` and fig4's (x ∈ R²⁰, z ∈ R¹⁰, width 50). The
   same draws: the same estimate up to float rounding.
+
+* ``ops``: the single ops behind these paths, each against the op it replaces (µs per call,
+  best of 7 × 300 calls): a linear map's forward + backward with ``networks._Affine`` against
+  autograd's ``F.linear`` / ``baddbmm`` for one model and for 20 stacked members at batch 128
+  (the shapes behind ``networks._affine_pays``); ``distributions.normal.Normal.log_prob``
+  without autograd against torch's; ``torch.tanh`` against ``torch.sigmoid`` on a 128 × 500
+  batch (the fold's reason).
 
 Prints a Markdown table with ``os.getloadavg()`` per row and writes JSON (``--out``).
 """
@@ -150,7 +157,67 @@ def bench_nll(rows: list[dict], a) -> None:
         print(rows[-1], flush=True)
 
 
-BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll}
+def best_us(f: Callable[[], object], n: int = 300) -> float:
+    f()
+    best = float("inf")
+    for _ in range(7):
+        t = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best * 1e6
+
+
+def bench_ops(rows: list[dict], a) -> None:
+    from torch.nn import functional as F
+
+    from torchmim.distributions.normal import Normal
+    from torchmim.networks import _Affine, _affine_pays
+
+    def pair(fast: Callable[[], object], plain: Callable[[], object], name: str, **extra) -> None:
+        l0 = load()
+        tf, tp = best_us(fast), best_us(plain)
+        rows.append({"bench": name, "unit": "µs", "fast": tf, "plain": tp, "ratio": tp / tf,
+                     "load": f"{l0} → {load()}", **extra})
+        print(rows[-1], flush=True)
+
+    for m in (None, 20):
+        for n_in, n_out in [(2, 5), (2, 50), (2, 100), (2, 200), (2, 500), (10, 50), (10, 500),
+                            (20, 50), (20, 500), (50, 4), (50, 40), (500, 4)]:
+            lead = (m, 128) if m else (128,)
+            x = torch.randn(*lead, n_in, requires_grad=True)
+            w = torch.randn(*lead[:-1], n_out, n_in, requires_grad=True)
+            b = torch.randn(*lead[:-1], n_out, requires_grad=True)
+            g = torch.randn(*lead, n_out)
+
+            def plain_step(x=x, w=w, b=b, g=g) -> object:
+                y = (F.linear(x, w, b) if w.dim() == 2
+                     else torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
+                return torch.autograd.grad(y, (x, w, b), g)
+
+            def fast_step(x=x, w=w, b=b, g=g) -> object:
+                return torch.autograd.grad(_Affine.apply(x, w, b), (x, w, b), g)
+
+            pair(fast_step, plain_step, f"linear {n_in} → {n_out}, batch 128"
+                 f"{f', {m} stacked members' if m else ''}: forward + backward",
+                 pays=_affine_pays(w))
+    with torch.no_grad():
+        for p, d in ((65_536, 2), (6_553, 20), (65_536, 10)):
+            loc, scale, v = torch.randn(p, d), torch.rand(p, d) + 0.1, torch.randn(p, d)
+            ours = Normal(loc, scale, validate_args=False)
+
+            def torch_lp(ours=ours, v=v) -> object:
+                with fast_paths(inplace_log_prob=False):
+                    return ours.log_prob(v)
+
+            pair(partial(ours.log_prob, v), torch_lp,
+                 f"Normal.log_prob without autograd, {p:,} × {d}: in place vs torch's")
+        h = torch.randn(128, 500)
+        pair(partial(torch.sigmoid, h), partial(torch.tanh, h),
+             "128 × 500: torch.sigmoid (fast) vs torch.tanh (plain)")
+
+
+BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll, "ops": bench_ops}
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -115,10 +116,18 @@ def test_folded_tanh_mlp_equals_tanh_mlp(dtype, depth):
     # same values and the same gradients for every parameter as the tanh network's
     weights = torch.randn(4, 6, 5, dtype=dtype)
     outs = {}
-    for fast in (False, True):
-        with fast_paths(folded_tanh=fast, affine_backward=fast):
-            y = net(x)
-        outs[fast] = (y.detach(), torch.autograd.grad((y * weights).sum(), list(net.parameters())))
+    from torchmim import networks
+
+    folds = []
+    fold = networks.fold_tanh
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(networks, "fold_tanh", lambda p: folds.append(1) or fold(p))
+        for fast in (False, True):
+            with fast_paths(folded_tanh=fast, affine_backward=fast):
+                y = net(x)
+            assert len(folds) == int(fast)  # the training forward folded (only) when on
+            outs[fast] = (y.detach(),
+                          torch.autograd.grad((y * weights).sum(), list(net.parameters())))
     torch.testing.assert_close(outs[False][0], plain, rtol=0, atol=0)  # off: nn.Tanh itself
     torch.testing.assert_close(outs[True][0], plain, rtol=tol, atol=tol)
     torch.testing.assert_close(outs[True][1], outs[False][1], rtol=tol * 10, atol=tol * 10)
@@ -230,7 +239,69 @@ def test_affine_uses_the_hand_written_backward_only_where_it_pays(shape, pays):
     assert ("Affine" in type(affine(x, w, b).grad_fn).__name__) is pays
     with fast_paths(affine_backward=False):
         assert "Affine" not in type(affine(x, w, b).grad_fn).__name__
-    assert "Affine" in type(affine(x, w, b, fast=True).grad_fn).__name__ or not pays
+        assert ("Affine" in type(affine(x, w, b, fast=True).grad_fn).__name__) is pays
+    with torch.no_grad():
+        assert affine(x, w, b).grad_fn is None
+
+
+def test_torch_func_transforms_and_forward_ad_compose_with_the_fast_paths():
+    """vmap (with and without autograd), func.grad over functional_call and forward-mode AD of
+    an MLP whose layers take the fast paths (width 120: the fold and the 2 → 120 map) give what
+    the plain network gives."""
+    import torch.autograd.forward_ad as fwAD
+    from torch.func import functional_call, grad, vmap
+
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    net = MLP(2, 4, hidden=120).double()
+    x = torch.randn(3, 700, 2, dtype=torch.float64)
+    plain = lambda inp: torch.nn.Sequential.forward(net, inp)  # noqa: E731
+    torch.testing.assert_close(vmap(net)(x), plain(x))
+    with torch.no_grad():  # the blocked inference path steps aside (its out= has no batching rule)
+        torch.testing.assert_close(vmap(net)(x), plain(x))
+    params = dict(net.named_parameters())
+    loss = lambda p, inp: functional_call(net, p, (inp,)).pow(2).sum()  # noqa: E731
+    got = grad(loss)(params, x[0])
+    want = torch.autograd.grad(plain(x[0]).pow(2).sum(), list(params.values()))
+    torch.testing.assert_close(list(got.values()), list(want))
+    # vmap over stacked weights (torch.func's ensembling idiom): only the weights are wrapped,
+    # so the hand-written Function runs under vmap with its generated batching rule
+    stacked = {k: torch.stack([v, 1.1 * v]) for k, v in params.items()}
+    ensemble = vmap(lambda p: functional_call(net, p, (x[0],)))(stacked)
+    for i in range(2):
+        member = {k: v[i] for k, v in stacked.items()}
+        with torch.nn.utils.stateless._reparametrize_module(net, member):
+            torch.testing.assert_close(ensemble[i], plain(x[0]))
+    tangent = torch.randn_like(x[0])
+    with fwAD.dual_level():
+        out = fwAD.unpack_dual(net(fwAD.make_dual(x[0], tangent))).tangent
+    want_t = torch.func.jvp(plain, (x[0],), (tangent,))[1]
+    torch.testing.assert_close(out, want_t)
+
+
+def test_module_hooks_on_the_layers_turn_the_fast_paths_off():
+    """A forward hook or old-style weight_norm (a pre-hook that sets the weight) on a layer must
+    still run: the MLP then takes nn.Sequential's forward, with and without autograd."""
+    from torchmim.networks import MLP
+
+    torch.manual_seed(0)
+    net = MLP(2, 4, hidden=120)
+    x = torch.randn(5000, 2)
+    seen = []
+    handle = net[0].register_forward_hook(lambda *a: seen.append(1))
+    net(x)
+    with torch.no_grad():
+        net(x)
+    assert seen == [1, 1]
+    handle.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # weight_norm is deprecated in favour of parametrize
+        torch.nn.utils.weight_norm(net[0])
+    with torch.no_grad():
+        net[0].weight_g.mul_(3)
+        torch.testing.assert_close(net(x), torch.nn.Sequential.forward(net, x), rtol=0, atol=0)
+    torch.testing.assert_close(net(x), torch.nn.Sequential.forward(net, x), rtol=0, atol=0)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace, as export uses it
@@ -274,7 +345,9 @@ def test_inplace_normal_log_prob_equals_torchs(dtype, value_shape, param_shape):
     ours, torchs = Normal(loc, scale, validate_args=False), TorchNormal(loc, scale,
                                                                          validate_args=False)
     with torch.no_grad():
-        fast = ours.log_prob(value)
+        with pytest.MonkeyPatch.context() as mp:  # the fast path never reaches torch's formula
+            mp.setattr(TorchNormal, "log_prob", lambda *a: pytest.fail("torch's log_prob ran"))
+            fast = ours.log_prob(value)
         with fast_paths(inplace_log_prob=False):
             torch.testing.assert_close(ours.log_prob(value), torchs.log_prob(value), rtol=0, atol=0)
     torch.testing.assert_close(fast, torchs.log_prob(value), rtol=TOL[dtype], atol=TOL[dtype])

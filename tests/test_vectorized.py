@@ -31,13 +31,28 @@ def member(seed: int, hidden: int = 8, z_dim: int = 2):
 
 def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8, z_dim: int = 2,
           out_dir=None, exact: bool = True) -> Trainer:
-    """The plain run; ``exact``: with the MLP's training fast paths off (torch.tanh, autograd's
-    linear backward), the arithmetic a group with ``fast=False`` reproduces bit for bit."""
+    """The plain run; ``exact``: with the fast paths off (torch.tanh, autograd's linear
+    backward, torch's Normal.log_prob for the validation loss), the arithmetic a group with
+    ``fast=False`` reproduces bit for bit."""
     data, model = member(seed, hidden, z_dim)
     trainer = Trainer(model, objective, dataclasses.replace(cfg, seed=seed), out_dir=out_dir)
-    with fast_paths(folded_tanh=not exact, affine_backward=not exact):
+    with fast_paths(**{k: not exact for k in EXACT}):
         trainer.fit(data.train, data.val[0])
     return trainer
+
+
+#: The switches whose fast paths change float rounding in training or its validation loss.
+EXACT = ("folded_tanh", "affine_backward", "inplace_log_prob")
+
+
+def count_affine(monkeypatch) -> list[int]:
+    """A list that grows by one on every call of networks._Affine (the hand-written backward)."""
+    from torchmim.networks import _Affine
+
+    calls: list[int] = []
+    apply = _Affine.apply
+    monkeypatch.setattr(_Affine, "apply", lambda *a: calls.append(1) or apply(*a))
+    return calls
 
 
 def group(seeds, objectives, cfg: TrainerConfig, hidden: int = 8, *, out_dirs=None,
@@ -86,18 +101,38 @@ def test_every_supported_objective_matches_the_plain_trainer(name, float64):
     assert list(vt.members[0].history[-1]) == list(single.history[-1])  # the same logged terms
 
 
-def test_vae_and_fast_paths_agree_to_rounding(float64):
+def test_vae_and_fast_paths_agree_to_rounding(float64, monkeypatch):
     # the VAE's loss differs from the single trainer's in the last bit (summation order)
     single = alone(1, tm.VAE(), CFG)
     assert max_diff(single.model, group([1], tm.VAE(), CFG).member_model(0)) < 1e-12
-    # the fast paths (tanh folded into sigmoid units, networks.affine's backward): the same
-    # function and gradients in another order of operations; five epochs of MIM stay within
-    # 1e-9 in float64 (a wrong fold or gradient is off by far more after the first step)
-    single = alone(2, tm.MIM(), CFG)
-    fast = group([2, 3], [tm.MIM(), tm.VAE()], CFG, fast=True)
-    assert fast._fold and fast._affine
+    # the fast paths (tanh folded into sigmoid units, networks.affine's backward, width 60 so
+    # that the 2 → 60 and 60 → 4 maps take it): the same function and gradients in another order
+    # of operations; five epochs of MIM stay within 1e-9 in float64 (a wrong fold or gradient
+    # is off by far more after the first step)
+    calls = count_affine(monkeypatch)
+    single = alone(2, tm.MIM(), CFG, hidden=60)
+    assert not calls  # the exact run
+    fast = group([2, 3], [tm.MIM(), tm.VAE()], CFG, hidden=60, fast=True)
+    assert fast._fold and fast._affine and calls
     assert max_diff(single.model, fast.member_model(0)) < 1e-9
-    assert max_diff(alone(3, tm.VAE(), CFG).model, fast.member_model(1)) < 1e-9
+    assert max_diff(alone(3, tm.VAE(), CFG, hidden=60).model, fast.member_model(1)) < 1e-9
+    # the plain trainer with its own fast paths (width 120: the fold and the 2 → 120 map)
+    calls.clear()
+    fast_alone = alone(2, tm.MIM(), CFG, hidden=120, exact=False)
+    assert calls
+    assert max_diff(alone(2, tm.MIM(), CFG, hidden=120).model, fast_alone.model) < 1e-9
+
+
+def test_the_group_follows_the_global_switches():
+    """fast=None (what run_group and the sweeps use) reads FAST_PATHS, so
+    fast_paths(folded_tanh=False, affine_backward=False) turns a sweep's fast paths off."""
+    models = [tm.MLPModelConfig(hidden=8).build()]
+    assert VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])._fold
+    with fast_paths(folded_tanh=False, affine_backward=False):
+        vt = VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])
+        assert not vt._fold and not vt._affine
+    swish = [tm.MLPModelConfig(hidden=8, activation="swish").build()]
+    assert not VectorizedTrainer(swish, tm.MIM(), CFG, seeds=[0])._fold
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
@@ -146,22 +181,24 @@ def test_stacked_affine_backward_is_the_exact_gradient(float64, m, n_in, n_out):
     torch.testing.assert_close((gw, gb), (rw, rb), rtol=1e-12, atol=1e-12)
 
 
-def test_fast_paths_with_another_activation(float64):
-    """fast=True with swish: no fold (not tanh), the affine backward only; members still end
-    where their plain runs end, to rounding."""
+def test_fast_paths_with_another_activation(float64, monkeypatch):
+    """fast=True with swish: no fold (not tanh), the affine backward only (width 60: the 2 → 60
+    and 60 → 4 maps take it); members still end where their plain runs end, to rounding."""
     cfg = dataclasses.replace(CFG, epochs=3)
-    built = [member(s, 6) for s in (4, 5)]
-    swish = [tm.MLPModelConfig(hidden=6, activation="swish").build() for _ in built]
+    built = [member(s, 60) for s in (4, 5)]
+    swish = [tm.MLPModelConfig(hidden=60, activation="swish").build() for _ in built]
     for target, (_, model) in zip(swish, built):
         target.load_state_dict(model.state_dict())
+    calls = count_affine(monkeypatch)
     runs = []
     for fast in (False, True):
         vt = VectorizedTrainer(swish, [tm.MIM(), tm.VAE()], cfg, seeds=[4, 5], fast=fast)
         assert not vt._fold and vt._affine == fast
         vt.fit([b[0].train for b in built], [b[0].val[0] for b in built])
+        assert bool(calls) == fast
         runs.append(vt)
     for i in range(2):
-        assert max_diff(runs[0].member_model(i), runs[1].member_model(i)) < 1e-9
+        assert 0 < max_diff(runs[0].member_model(i), runs[1].member_model(i)) < 1e-9
 
 
 def test_members_match_one_by_one_runs_and_stop_at_their_own_epochs(float64):
@@ -240,7 +277,7 @@ def test_a_member_checkpoint_is_a_plain_trainer_checkpoint(tmp_path):
     data, model = member(5)
     trainer = Trainer(model, tm.MIM(), dataclasses.replace(cfg, seed=5, epochs=5),
                       out_dir=tmp_path)
-    with fast_paths(folded_tanh=False, affine_backward=False):  # the group's exact arithmetic
+    with fast_paths(**dict.fromkeys(EXACT, False)):  # the group's exact arithmetic
         trainer.fit(data.train, data.val[0], resume=True)  # continues the member's run
     single = alone(5, tm.MIM(), dataclasses.replace(cfg, epochs=5))
     assert trainer.epoch == 5 and max_diff(single.model, trainer.model) == 0.0

@@ -7,7 +7,8 @@ trimmed) as soon as they are freed, so every step page-faults its activations in
 buffers in the heap for the next step. The cost is resident memory: the process keeps its peak heap
 instead of shrinking between steps.
 
-:func:`keep_freed_memory` applies it once per process (``Trainer.fit`` calls it); it does nothing off
+:func:`keep_freed_memory` applies it once per process (``Trainer.fit``, ``VectorizedTrainer.fit``
+and the importance-sampled NLL call it); it does nothing off
 glibc (macOS, Windows, musl) or where ``TORCHMIM_DEFAULT_MALLOC=1`` is set. The equivalent without
 code, for any process, is the environment variable read by glibc at start-up::
 

@@ -34,24 +34,30 @@ class _FastPaths:
     * ``folded_tanh`` (on): a tanh :class:`~torchmim.networks.MLP` runs as the same network with
       sigmoid units, tanh(u) = 2·sigmoid(2u) − 1 folded into the weights of the layers around it
       (no extra pass over the activations): always without autograd (evaluation, encoding,
-      decoding), and in training for hidden widths ≥ ``networks.FOLD_MIN_WIDTH`` (the fold then
-      runs on every step, differentiably). torch's CPU tanh costs ~4 ns per element here against
-      ~0.2–0.4 ns for sigmoid, and the toy IS-NLL is one 500-wide tanh layer over 10⁷ (x, z)
-      pairs per run: 2.5× faster (bench/toy.py). Equal to the tanh form up to float rounding
+      decoding), and in training on the CPU for hidden widths ≥ ``networks.FOLD_MIN_WIDTH`` and
+      in vectorised groups (the fold then runs on every step, differentiably). torch's CPU tanh
+      is ~10–19× slower than sigmoid here (``bench/toy_fast_paths.py --only ops``), and the toy
+      IS-NLL is one 500-wide tanh layer over 10⁷ (x, z) pairs per run. Equal to the tanh form up
+      to float rounding (tests/test_fast_paths.py).
+    * ``inference_blocks`` (on): without autograd, on the CPU, an :class:`~torchmim.networks.MLP`
+      runs many rows in cache-sized row blocks, its hidden activations written into buffers
+      reused across the blocks (``networks.INFERENCE_BLOCK``), and the IS-NLL hands its decoder
+      up to 65,536 pairs per call. Equal to the unblocked network up to float rounding
       (tests/test_fast_paths.py).
-    * ``inference_blocks`` (on): without autograd an :class:`~torchmim.networks.MLP` runs many rows
-      in cache-sized row blocks, its hidden activations written into buffers reused across the
-      blocks (``networks.INFERENCE_BLOCK``); the IS-NLL hands its decoder whole chunks of (x, z)
-      pairs. Row for row the same kernels as unblocked (tests/test_fast_paths.py).
     * ``inplace_log_prob`` (on): without autograd, the diagonal Gaussians that torchmim builds
       (:class:`~torchmim.distributions.normal.Normal`: encoders, Gaussian decoders, the standard
-      normal prior) compute ``log_prob`` in three in-place passes over a single temporary,
-      −½((x − μ)/σ)² − log σ − ½ log 2π, instead of torch's seven allocating ones; the IS-NLL
-      evaluates three such densities per (x, z) pair. The same value up to float rounding.
-    * ``affine_backward`` (on): an :class:`~torchmim.networks.MLP`'s linear maps in training run
-      through :func:`~torchmim.networks.affine`, whose backward lays out the products of a layer
-      with a narrow input (the 2-D data or latent) for the CPU's GEMM (6–9× faster products); the
-      gradients equal autograd's up to float rounding (tests/test_fast_paths.py).
+      normal prior) compute ``log_prob`` as −½((x − μ)/σ)² − log σ − ½ log 2π in one temporary
+      updated in place (plus log σ at the parameters' size), instead of torch's seven allocating
+      passes; the IS-NLL evaluates three such densities per (x, z) pair. The same value up to
+      float rounding.
+    * ``affine_backward`` (on): the linear maps of an :class:`~torchmim.networks.MLP` in training
+      and of a vectorised group run through :func:`~torchmim.networks.affine`, whose backward lays
+      out the products for the CPU's GEMM where that measured faster (a narrow input such as the
+      2-D data or latent; stacked output layers); the gradients equal autograd's up to float
+      rounding (tests/test_fast_paths.py).
+
+    The switches change float rounding only; ``fast_paths(folded_tanh=False,
+    affine_backward=False, inplace_log_prob=False)`` gives the arithmetic of the plain modules.
     """
 
     fused_gates: bool = False

@@ -423,8 +423,8 @@ def _importance_sampled_nll(model: LatentVariableModel, x: Any, num_samples: int
     max_pairs = _check_count(max_pairs, "max_pairs")
     xt = _model_input(model, x)
     # glibc: keep the freed (chunk × batch) buffers for the next chunk instead of page-faulting
-    # them in again (Trainer.fit sets it too; here for a model evaluated without training it:
-    # 1.4× on the width-5 toy IS-NLL)
+    # them in again (Trainer.fit sets it too; here for a model evaluated without training; a
+    # process-wide malloc setting, see torchmim.allocator)
     keep_freed_memory()
     total = 0.0
     per_point: list[np.ndarray] = []

@@ -92,23 +92,32 @@ class _Affine(torch.autograd.Function):
     """y = x Wᵀ + b, W (out, in) with x (..., in), or stacked W (M, out, in) with x (M, B, in),
     with a backward laid out for the CPU's GEMM. The backward autograd derives computes ∂W = ∂yᵀ x
     and ∂x = ∂y W, both with an output only ``in`` columns wide when the layer reads the 2-D data
-    or latent: MKL's GEMM is 6–9× slower on those shapes than on the same products written as
-    ∂W = (xᵀ ∂y)ᵀ and ∂x = ∂y W with W in column-major layout (one model, batch 128, width 500:
-    71 against 8 µs and 93 against 13 µs; 20 stacked members: 950 against 111 µs and 1,014
-    against 175 µs; docs/benchmarks.md). For in ≥ out the products are autograd's own. The same
-    sums in another order: equal to autograd's gradients up to float rounding
-    (tests/test_fast_paths.py)."""
+    or latent, and for stacked weights (M, in, out)-shaped ∂W of the output layer: MKL's GEMM is
+    several times slower on those shapes than on the same products written as ∂W = (xᵀ ∂y)ᵀ
+    (narrow input) or ∂yᵀ x (stacked), and ∂x = ∂y W with W in column-major layout (timings in
+    docs/benchmarks.md, ``bench/toy_fast_paths.py --only ops``). The same sums in another order:
+    equal to autograd's gradients up to float rounding (tests/test_fast_paths.py). A new-style
+    Function with a forward-mode rule and a generated vmap rule, so ``torch.func`` transforms
+    and ``torch.autograd.forward_ad`` compose with it."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-        ctx.save_for_backward(x, w)
+    def forward(x: Tensor, w: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
         if w.dim() == 2:
             return F.linear(x, w, b)
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Tensor) -> None:
+        x, w, _ = inputs
+        ctx.save_for_backward(x, w)
+        ctx.save_for_forward(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, w = ctx.saved_tensors
+        x_shape = x.shape
         narrow = w.shape[-1] < w.shape[-2]  # in < out: the data or the latent
         stacked = w.dim() == 3
         if not stacked:  # leading dimensions as rows
@@ -116,23 +125,39 @@ class _Affine(torch.autograd.Function):
         mm = torch.bmm if stacked else torch.mm
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = mm(grad, w.mT.contiguous().mT if narrow else w)
-            gx = gx if stacked else gx.reshape(ctx.saved_tensors[0].shape)
+            gx = mm(grad, w.mT.contiguous().mT if narrow else w).reshape(x_shape)
         if ctx.needs_input_grad[1]:
             gw = mm(x.mT, grad).mT.contiguous() if narrow else mm(grad.mT, x)
         if ctx.needs_input_grad[2]:
             gb = grad.sum(-2)
         return gx, gw, gb
 
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None) -> Tensor:
+        x, w = ctx.saved_tensors
+        terms = []
+        if x_t is not None:
+            terms.append(x_t @ w.mT)
+        if w_t is not None:
+            terms.append(x @ w_t.mT)
+        if b_t is not None:
+            terms.append(b_t if w.dim() == 2 else b_t.unsqueeze(1))
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out
+
 
 def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tensor:
     """``F.linear(x, w, b)`` (or its stacked form, W (M, out, in)) with :class:`_Affine`'s
-    backward when ``fast`` (default: ``FAST_PATHS.affine_backward``) and autograd records it; the
-    plain op under autocast (whose backward would mix dtypes), tracing and compilation."""
+    backward when ``fast`` (default: ``FAST_PATHS.affine_backward``), the shapes are those where
+    it measured faster (:func:`_affine_pays`), the tensors are on the CPU and autograd records
+    the op; the plain op under autocast (whose backward would mix dtypes), tracing, compilation
+    and ``torch.func`` transforms."""
     if fast is None:
         fast = FAST_PATHS.affine_backward
-    if (fast and _affine_pays(w) and torch.is_grad_enabled() and not _tracing()
-            and not torch.is_autocast_enabled(x.device.type)):
+    if (fast and x.device.type == "cpu" and _affine_pays(w) and torch.is_grad_enabled()
+            and not _tracing() and not _transformed(x) and not _autocast_on(x.device.type)):
         return _Affine.apply(x, w, b)
     if w.dim() == 2:
         return F.linear(x, w, b)
@@ -141,11 +166,10 @@ def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tens
 
 def _affine_pays(w: Tensor) -> bool:
     """Whether :class:`_Affine`'s backward beats autograd's for weights of this shape, by the
-    rule measured on the benchmark machine (batch 128; docs/benchmarks.md): one matrix, an input
-    of at most 10 features into at least 100 (2 → 500: 2.0×, 2 → 100: 1.07×; 20 → 500 and every
-    layer with in ≥ out lose the Python function's ~10 µs); stacked, a side of at most 10 with
-    the other at least 50 (20 members: 2 → 500 2.2×, 500 → 4 2.3×, 50 → 4 1.6×, 10 → 50 1.1×;
-    20 → 50 and 50 → 40 lose)."""
+    rule measured on the benchmark machine (batch 128; ``bench/toy_fast_paths.py --only ops``,
+    docs/benchmarks.md): one matrix, an input of at most 10 features into at least 100 (below,
+    and for every layer with in ≥ out, the products are autograd's and the Python function only
+    costs ~10 µs); stacked, a side of at most 10 with the other at least 50."""
     n_out, n_in = w.shape[-2], w.shape[-1]
     if w.dim() == 2:
         return n_in <= 10 and n_out >= 100
@@ -154,7 +178,35 @@ def _affine_pays(w: Tensor) -> bool:
 
 def _tracing() -> bool:
     """Inside ``torch.jit.trace``, ``torch.export`` or ``torch.compile``: the plain ops only."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
+    if compiling is None:
+        compiling = torch._dynamo.is_compiling
+    return torch.jit.is_tracing() or compiling()
+
+
+def _transformed(x: Tensor) -> bool:
+    """``x`` is wrapped by a ``torch.func`` transform (vmap, grad, jvp): the plain ops, which
+    have batching rules (``out=`` products do not)."""
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped is not None and wrapped(x))
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return (torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                else torch.is_autocast_enabled())
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Forward hooks on ``module``'s children or global ones (old-style ``weight_norm`` /
+    ``spectral_norm`` set the weight in a pre-hook): the fast paths read the children's weights
+    directly and would skip them."""
+    from torch.nn.modules import module as _module
+
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks or any(
+        m._forward_hooks or m._forward_pre_hooks for m in module.children()))
 
 
 class MLP(nn.Sequential):
@@ -185,7 +237,7 @@ class MLP(nn.Sequential):
         self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if len(self) == 1 or _tracing():
+        if len(self) == 1 or _tracing() or _transformed(x) or _hooked(self):
             return super().forward(x)
         if torch.is_grad_enabled():
             return self._training_forward(x)
@@ -197,43 +249,40 @@ class MLP(nn.Sequential):
                       zip(list(self)[0::2], [*list(self)[1::2], None])]
         rows = x.shape[:-1].numel()
         block = max(INFERENCE_MIN_ROWS, INFERENCE_BLOCK // max(w.shape[0] for w, _, _ in layers[:-1]))
-        if not FAST_PATHS.inference_blocks or rows <= block:
+        if not FAST_PATHS.inference_blocks or rows <= block or x.device.type != "cpu":
             return _run_layers(x, layers)
         return self._blocked_forward(x, layers, block)
 
     def _training_forward(self, x: Tensor) -> Tensor:
-        """With autograd: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with sigmoid units and
-        its weights folded on every call (:func:`fold_tanh`; torch's CPU tanh forward is ~19×
-        slower than sigmoid on a 128 × 500 batch here), and every linear map through
-        :func:`affine`. Under autocast the plain modules (a bfloat16 run keeps torch's ops)."""
-        if torch.is_autocast_enabled(x.device.type):
-            return super().forward(x)
+        """With autograd, on the CPU: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with
+        sigmoid units and its weights folded on every call (:func:`fold_tanh`; torch's CPU tanh
+        is ~10–19× slower than sigmoid here), and every linear map goes through :func:`affine`.
+        Where neither applies (narrow networks, other devices, autocast: a bfloat16 run keeps
+        torch's ops) it is ``nn.Sequential``'s forward."""
         linears = list(self)[0::2]
+        fold = (self._tanh and FAST_PATHS.folded_tanh
+                and max(lin.out_features for lin in linears[:-1]) >= FOLD_MIN_WIDTH)
+        if (x.device.type != "cpu" or _autocast_on(x.device.type) or not (fold or (
+                FAST_PATHS.affine_backward and any(_affine_pays(lin.weight) for lin in linears)))):
+            return super().forward(x)
         params = [(lin.weight, lin.bias) for lin in linears]
-        if self._tanh and FAST_PATHS.folded_tanh and max(
-                lin.out_features for lin in linears[:-1]) >= FOLD_MIN_WIDTH:
-            h = x
-            folded = fold_tanh(params)
-            for k, (w, b) in enumerate(folded):
-                h = affine(h, w, b)
-                if k < len(folded) - 1:
-                    h = torch.sigmoid(h)  # not in place: F.linear's output may be a view
-            return h
         h = x
-        for k, (w, b) in enumerate(params):
+        for k, (w, b) in enumerate(fold_tanh(params) if fold else params):
             h = affine(h, w, b)
             if k < len(params) - 1:
-                h = self[2 * k + 1](h)
+                # not in place: F.linear's output may be a view
+                h = torch.sigmoid(h) if fold else self[2 * k + 1](h)
         return h
 
     def _blocked_forward(self, x: Tensor, layers: list[_Layer], block: int) -> Tensor:
         """Inference over many rows (the IS-NLL's decoder: 10⁴–10⁵ (x, z) pairs per call) in
         blocks of ``block`` rows, each block's hidden activations written into one buffer per
-        layer that is reused for every block and stays in the CPU caches. Row ``i`` of the result
-        is computed exactly as without blocking (the same kernels on a slice of rows); only the
-        outputs (``out_features`` wide) are materialised for all rows. Measured on the benchmark
-        machine (docs/benchmarks.md): allocating a fresh (rows × width) activation per call costs
-        page faults and cache misses that exceed the matrix products at width 500."""
+        layer that is reused for every block and stays in the CPU caches; only the outputs
+        (``out_features`` wide) are materialised for all rows. The same function as unblocked
+        up to float rounding (the GEMM may order a block's sums differently: ~1e-7 in float32).
+        Measured on the benchmark machine (docs/benchmarks.md): allocating a fresh
+        (rows × width) activation per call costs page faults and cache misses that exceed the
+        matrix products at width 500."""
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
         rows = x2.shape[0]
@@ -241,7 +290,7 @@ class MLP(nn.Sequential):
         buffers: list[Tensor] | None = None
         for i in range(0, rows, block):
             xb = x2[i:i + block]
-            if buffers is None and not torch.is_autocast_enabled(x.device.type):
+            if buffers is None and not _autocast_on(x.device.type):
                 buffers = [xb.new_empty((block, w.shape[0]), dtype=torch.result_type(xb, w))
                            for w, _, _ in layers[:-1]]
             yb = _run_layers(xb, layers, buffers)
@@ -250,14 +299,6 @@ class MLP(nn.Sequential):
             out[i:i + block] = yb
         assert out is not None
         return out.reshape(*shape[:-1], out.shape[-1])
-
-    def _folded_forward(self, x: Tensor) -> Tensor:
-        """The same function with sigmoid units: tanh(u) = 2·sigmoid(2u) − 1, the factors folded
-        into the weights (a hidden layer after a tanh layer gets 4W and 2(b − W·1), the output
-        layer 2W and b − W·1). One pass over each hidden activation instead of a tanh, whose CPU
-        kernel is ~10× slower than sigmoid's (see ``FAST_PATHS.folded_tanh``). Inference only
-        (``forward`` without autograd runs it, in cache-sized row blocks)."""
-        return _run_layers(x, _sigmoid_layers(self._folded_weights()))
 
     def _folded_weights(self) -> list[tuple[Tensor, Tensor]]:
         """The folded (weight, bias) of every linear layer: computed on every call, except inside

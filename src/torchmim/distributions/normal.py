@@ -4,9 +4,9 @@ build: ``torch.distributions.Normal`` with a cheaper ``log_prob`` when autograd 
 The importance-sampled NLL evaluates log q(z|x), log p(z) and log p(x|z) for every one of its
 10⁷ (x, z) pairs per toy run; torch's formula, −(x − μ)²/(2σ²) − log σ − ½ log 2π, makes seven
 passes and seven temporaries of the pairs' size. Without autograd (nothing needs the
-intermediates) this class makes one temporary and updates it in place: 1.9× faster on
-6,553 × 20 and 65,536 × 2 blocks on the benchmark machine (docs/benchmarks.md). With autograd,
-or with ``FAST_PATHS.inplace_log_prob`` off, it is torch's ``log_prob``.
+intermediates) this class makes one temporary and updates it in place (timed against torch's by
+``bench/toy_fast_paths.py --only ops``, docs/benchmarks.md). With autograd, or with
+``FAST_PATHS.inplace_log_prob`` off, it is torch's ``log_prob``.
 """
 
 from __future__ import annotations

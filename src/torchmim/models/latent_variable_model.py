@@ -322,11 +322,11 @@ class LatentVariableModel(nn.Module):
 
         The encoder runs once on ``x``. The S samples are drawn in chunks of at most ``max_pairs``
         (x, z) pairs, combined with a running logsumexp, so memory does not grow with S; within a
-        chunk the decoder runs on blocks of about ``block_pairs`` pairs (default: 2¹⁶ hidden
-        activations of the decoder's widest linear layer, 256 to 65536 pairs), small enough that a
-        wide decoder's hidden activations stay in the CPU caches (the toy decoder's 500-wide
-        layer is memory-bound otherwise: 2.5× slower in blocks of 16384 pairs). Blocking does not change the random draws: the estimate equals
-        the unblocked one up to float rounding. ``pz``: the prior p(z) if the caller already built
+        chunk the decoder runs on blocks of about ``block_pairs`` pairs (default
+        ``_decoder_block_pairs()``: 2¹⁶ activations of the decoder's widest linear layer, small
+        enough to stay in the CPU caches, or for an MLP decoder, which blocks its hidden layers
+        itself, 2¹⁸ of its outputs; 256 to 65536 pairs). Blocking does not change the random
+        draws: the estimate equals the unblocked one up to float rounding. ``pz``: the prior p(z) if the caller already built
         it (:func:`torchmim.metrics.importance_sampled_nll` builds it once for all its batches; a
         VampPrior runs the encoder on its K pseudo-inputs to build it).
         """

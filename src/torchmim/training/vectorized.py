@@ -77,7 +77,9 @@ from torch.utils.data import Dataset, TensorDataset
 from ..allocator import keep_freed_memory
 from ..config import to_dict
 from ..data.loading import as_tensor, batch_x, check_finite
+from ..data.toy import ResampledMixtureDataset
 from ..errors import CheckpointError, ConfigError, DataError, TorchMIMError, TrainingDivergedError
+from ..fast_paths import FAST_PATHS
 from ..io import atomic_save, checkpoint_to_dict, read_checkpoint
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
 from ..networks import ACTIVATIONS, affine, fold_tanh
@@ -225,6 +227,10 @@ def _epoch_x(data: Any, epoch: int, name: str) -> Tensor:
         data.set_epoch(epoch)  # ResampledMixtureDataset draws the epoch's points here
     if isinstance(data, TensorDataset):
         x = data.tensors[0]
+    elif isinstance(data, ResampledMixtureDataset):
+        # the epoch's points as drawn, without indexing them with a list of 10⁴ Python ints
+        # (2–4 ms per member and epoch, a tenth of a fig4 group's epoch)
+        x = data.x
     elif isinstance(data, Dataset):
         if getattr(data, "batched_indexing", False):
             x = batch_x(data[list(range(len(data)))])
@@ -262,14 +268,17 @@ class VectorizedTrainer:
         out_dirs: each member's folder for ``checkpoint.pt`` and ``history.csv`` (or ``None``).
         checkpoint_seconds: write checkpoints at most this often (a member's last epoch is always
             written); 0 writes every ``config.checkpoint_every`` epochs like the single trainer.
-        fast: the CPU fast paths (default): a tanh network runs with sigmoid units, tanh(u) =
-            2·sigmoid(2u) − 1 folded into its weights, and every affine map with a backward
-            laid out for the batched GEMM (:func:`~torchmim.networks.affine`); the same
-            function and gradients up to float rounding, 1.4–2.4× faster than ``False`` at
-            widths 50–500 (docs/benchmarks.md). ``False`` runs ``torch.tanh`` and autograd's
-            ``baddbmm`` and reproduces the single trainer run with those switches off
-            (``fast_paths(folded_tanh=False, affine_backward=False)``) to the last bit where the
-            stacked products allow.
+        fast: the CPU fast paths: a tanh network runs with sigmoid units, tanh(u) =
+            2·sigmoid(2u) − 1 folded into its weights, and the affine maps whose products it
+            speeds up with a backward laid out for the batched GEMM
+            (:func:`~torchmim.networks.affine`); the same function and gradients up to float
+            rounding, 1.1–2.4× faster than without at widths 20–500 (docs/benchmarks.md).
+            ``None`` (default): as the switches ``FAST_PATHS.folded_tanh`` and
+            ``affine_backward`` say (both on unless changed with
+            :func:`~torchmim.fast_paths.fast_paths`); ``False`` runs ``torch.tanh`` and
+            autograd's ``baddbmm`` and reproduces the single trainer run with the fast paths off
+            (``fast_paths(folded_tanh=False, affine_backward=False, inplace_log_prob=False)``) to
+            the last bit where the stacked products allow.
     """
 
     def __init__(
@@ -281,7 +290,7 @@ class VectorizedTrainer:
         seeds: Sequence[int],
         out_dirs: Sequence[str | Path | None] | None = None,
         checkpoint_seconds: float = 0.0,
-        fast: bool = True,
+        fast: bool | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
         m = len(models)
@@ -316,8 +325,11 @@ class VectorizedTrainer:
         self._enc_out = tuple(f"encoder.network.{2 * self.depth}.{k}" for k in ("weight", "bias"))
         self._dec_in = "decoder.network.0.weight"
         self.act = ACTIVATIONS.build(cfg.activation)
-        self._fold = fast and cfg.activation == "tanh"  # sigmoid units, tanh folded into weights
-        self._affine = fast  # networks.affine: the backward laid out for the batched GEMM
+        fold = FAST_PATHS.folded_tanh if fast is None else fast
+        #: tanh folded into sigmoid units (on the CPU, where torch's tanh is the slow op)
+        self._fold = fold and cfg.activation == "tanh" and self.device.type == "cpu"
+        #: networks.affine's backward, where it pays (it checks the device itself)
+        self._affine = FAST_PATHS.affine_backward if fast is None else fast
         self.names = [n for n, _ in first.named_parameters()]
         self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
                                        for mod, z in zip(models, self.z_dims)])
@@ -457,13 +469,10 @@ class VectorizedTrainer:
             return self._folded_mlp(p, prefix, h)
         for k in range(self.depth + 1):
             w, b = p[f"{prefix}.network.{2 * k}.weight"], p[f"{prefix}.network.{2 * k}.bias"]
-            h = self._affine_map(h, w, b)
+            h = affine(h, w, b, fast=self._affine)
             if k < self.depth:
                 h = self.act(h)
         return h
-
-    def _affine_map(self, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-        return affine(h, w, b, fast=self._affine)
 
     def _folded_mlp(self, p: dict[str, Tensor], prefix: str, h: Tensor) -> Tensor:
         """The tanh MLP with sigmoid units (:func:`~torchmim.networks.fold_tanh`, as
@@ -473,7 +482,7 @@ class VectorizedTrainer:
         folded = fold_tanh([(p[f"{prefix}.network.{2 * k}.weight"],
                              p[f"{prefix}.network.{2 * k}.bias"]) for k in range(self.depth + 1)])
         for k, (w, b) in enumerate(folded):
-            h = self._affine_map(h, w, b)
+            h = affine(h, w, b, fast=self._affine)
             if k < self.depth:
                 h = h.sigmoid_()  # the affine map's backward does not need its output
         return h
