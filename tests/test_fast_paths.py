@@ -223,7 +223,7 @@ def test_affine_backward_is_the_exact_gradient(float64, n_in, n_out):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "pays"), [((120, 2), True), ((99, 2), False), ((120, 11), False),
+@pytest.mark.parametrize(("shape", "pays"), [((200, 2), True), ((199, 2), False), ((200, 11), False),
                                              ((4, 50), False), ((3, 50, 2), True),
                                              ((3, 4, 50), True), ((3, 5, 2), False),
                                              ((3, 50, 20), False)])
@@ -246,7 +246,7 @@ def test_affine_uses_the_hand_written_backward_only_where_it_pays(shape, pays):
 
 def test_torch_func_transforms_and_forward_ad_compose_with_the_fast_paths():
     """vmap (with and without autograd), func.grad over functional_call and forward-mode AD of
-    an MLP whose layers take the fast paths (width 120: the fold and the 2 → 120 map) give what
+    an MLP whose layers take the fast paths (width 256: the fold and the 2 → 256 map) give what
     the plain network gives."""
     import torch.autograd.forward_ad as fwAD
     from torch.func import functional_call, grad, vmap
@@ -254,7 +254,7 @@ def test_torch_func_transforms_and_forward_ad_compose_with_the_fast_paths():
     from torchmim.networks import MLP
 
     torch.manual_seed(0)
-    net = MLP(2, 4, hidden=120).double()
+    net = MLP(2, 4, hidden=256).double()
     x = torch.randn(3, 700, 2, dtype=torch.float64)
     plain = lambda inp: torch.nn.Sequential.forward(net, inp)  # noqa: E731
     torch.testing.assert_close(vmap(net)(x), plain(x))
@@ -286,7 +286,7 @@ def test_module_hooks_on_the_layers_turn_the_fast_paths_off():
     from torchmim.networks import MLP
 
     torch.manual_seed(0)
-    net = MLP(2, 4, hidden=120)
+    net = MLP(2, 4, hidden=256)
     x = torch.randn(5000, 2)
     seen = []
     handle = net[0].register_forward_hook(lambda *a: seen.append(1))

@@ -116,11 +116,11 @@ def test_vae_and_fast_paths_agree_to_rounding(float64, monkeypatch):
     assert fast._fold and fast._affine and calls
     assert max_diff(single.model, fast.member_model(0)) < 1e-9
     assert max_diff(alone(3, tm.VAE(), CFG, hidden=60).model, fast.member_model(1)) < 1e-9
-    # the plain trainer with its own fast paths (width 120: the fold and the 2 → 120 map)
+    # the plain trainer with its own fast paths (width 256: the fold and the 2 → 256 map)
     calls.clear()
-    fast_alone = alone(2, tm.MIM(), CFG, hidden=120, exact=False)
+    fast_alone = alone(2, tm.MIM(), CFG, hidden=256, exact=False)
     assert calls
-    assert max_diff(alone(2, tm.MIM(), CFG, hidden=120).model, fast_alone.model) < 1e-9
+    assert max_diff(alone(2, tm.MIM(), CFG, hidden=256).model, fast_alone.model) < 1e-9
 
 
 def test_the_group_follows_the_global_switches():

@@ -41,9 +41,11 @@ def activation(name: str) -> nn.Module:
 INFERENCE_BLOCK = 1 << 16
 #: Fewest rows per block: below ~256 rows the per-call overhead of the matrix products dominates.
 INFERENCE_MIN_ROWS = 256
-#: Narrowest hidden layer for which training folds tanh into sigmoid units: below it the fold's
-#: extra ops on the weights cost more than the tanh they save (measured: docs/benchmarks.md).
-FOLD_MIN_WIDTH = 100
+#: Narrowest hidden layer for which a single model's training folds tanh into sigmoid units:
+#: below it the fold's extra ops on the weights cost about what the tanh they save costs (one
+#: MIM / VAE model, bench/toy_fast_paths.py --only trainer: 1.14–1.21× at width 500, 0.94–0.98×
+#: at 200; docs/benchmarks.md). Vectorised groups always fold (M members share the fold's ops).
+FOLD_MIN_WIDTH = 256
 
 #: One layer of an inference forward: weight, bias, and the activation after it (None: none).
 _Layer = tuple[Tensor, Tensor | None, Callable[[Tensor], Tensor] | None]
@@ -167,12 +169,13 @@ def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tens
 def _affine_pays(w: Tensor) -> bool:
     """Whether :class:`_Affine`'s backward beats autograd's for weights of this shape, by the
     rule measured on the benchmark machine (batch 128; ``bench/toy_fast_paths.py --only ops``,
-    docs/benchmarks.md): one matrix, an input of at most 10 features into at least 100 (below,
-    and for every layer with in ≥ out, the products are autograd's and the Python function only
-    costs ~10 µs); stacked, a side of at most 10 with the other at least 50."""
+    docs/benchmarks.md): one matrix, an input of at most 10 features into at least 200 (2 → 500:
+    1.65×, 2 → 200: 1.07×, 2 → 100: 0.78×; for in ≥ out the products are autograd's and the
+    Python function only costs ~25 µs); stacked (20 members), a side of at most 10 with the other
+    at least 50 (2 → 500: 2.5×, 500 → 4: 2.2×, 50 → 4: 1.4×, 2 → 50: 1.2×; 20 → 50: 0.86×)."""
     n_out, n_in = w.shape[-2], w.shape[-1]
     if w.dim() == 2:
-        return n_in <= 10 and n_out >= 100
+        return n_in <= 10 and n_out >= 200
     return min(n_in, n_out) <= 10 and max(n_in, n_out) >= 50
 
 
