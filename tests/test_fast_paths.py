@@ -223,7 +223,7 @@ def test_affine_backward_is_the_exact_gradient(float64, n_in, n_out):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "pays"), [((200, 2), True), ((199, 2), False), ((200, 11), False),
+@pytest.mark.parametrize(("shape", "pays"), [((256, 2), True), ((255, 2), False), ((256, 11), False),
                                              ((4, 50), False), ((3, 50, 2), True),
                                              ((3, 4, 50), True), ((3, 5, 2), False),
                                              ((3, 50, 20), False)])
@@ -278,6 +278,23 @@ def test_torch_func_transforms_and_forward_ad_compose_with_the_fast_paths():
         out = fwAD.unpack_dual(net(fwAD.make_dual(x[0], tangent))).tangent
     want_t = torch.func.jvp(plain, (x[0],), (tangent,))[1]
     torch.testing.assert_close(out, want_t)
+    # without autograd too: the inference fast paths (fold, out= blocks) step aside for
+    # transforms over the weights and for forward AD (a jvp over the weights was silently 0)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            vmap(lambda p: functional_call(net, p, (x[0],)))(stacked)[1],
+            torch.func.functional_call(net, {k: v[1] for k, v in stacked.items()}, (x[0],)))
+        tangents = {k: torch.randn_like(v) for k, v in params.items()}
+        got_t = torch.func.jvp(lambda p: functional_call(net, p, (x[0],)), (params,), (tangents,))[1]
+        with fast_paths(folded_tanh=False, inference_blocks=False):
+            want_t = torch.func.jvp(lambda p: functional_call(net, p, (x[0],)), (params,),
+                                    (tangents,))[1]
+        assert want_t.abs().max() > 0.1
+        torch.testing.assert_close(got_t, want_t)
+        with fwAD.dual_level():
+            out = fwAD.unpack_dual(net(fwAD.make_dual(x.reshape(-1, 2), x.reshape(-1, 2)))).tangent
+        torch.testing.assert_close(out, torch.func.jvp(plain, (x.reshape(-1, 2),),
+                                                       (x.reshape(-1, 2),))[1])
 
 
 def test_module_hooks_on_the_layers_turn_the_fast_paths_off():
@@ -294,6 +311,11 @@ def test_module_hooks_on_the_layers_turn_the_fast_paths_off():
     with torch.no_grad():
         net(x)
     assert seen == [1, 1]
+    handle.remove()
+    grads_seen = []
+    handle = net[0].register_full_backward_hook(lambda *a: grads_seen.append(1))
+    net(x).sum().backward()
+    assert grads_seen == [1]  # a gradient monitor on a layer still fires
     handle.remove()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # weight_norm is deprecated in favour of parametrize

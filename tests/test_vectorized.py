@@ -42,7 +42,7 @@ def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8, z_dim: int 
 
 
 #: The switches whose fast paths change float rounding in training or its validation loss.
-EXACT = ("folded_tanh", "affine_backward", "inplace_log_prob")
+EXACT = ("folded_tanh", "inference_blocks", "affine_backward", "inplace_log_prob")
 
 
 def count_affine(monkeypatch) -> list[int]:
@@ -111,21 +111,23 @@ def test_vae_and_fast_paths_agree_to_rounding(float64, monkeypatch):
     # is off by far more after the first step)
     calls = count_affine(monkeypatch)
     single = alone(2, tm.MIM(), CFG, hidden=60)
-    assert not calls  # the exact run
     fast = group([2, 3], [tm.MIM(), tm.VAE()], CFG, hidden=60, fast=True)
     assert fast._fold and fast._affine and calls
     assert max_diff(single.model, fast.member_model(0)) < 1e-9
     assert max_diff(alone(3, tm.VAE(), CFG, hidden=60).model, fast.member_model(1)) < 1e-9
     # the plain trainer with its own fast paths (width 256: the fold and the 2 → 256 map)
     calls.clear()
+    exact_alone = alone(2, tm.MIM(), CFG, hidden=256)
+    assert not calls  # the exact run takes none of the fast paths
     fast_alone = alone(2, tm.MIM(), CFG, hidden=256, exact=False)
     assert calls
-    assert max_diff(alone(2, tm.MIM(), CFG, hidden=256).model, fast_alone.model) < 1e-9
+    assert max_diff(exact_alone.model, fast_alone.model) < 1e-9
 
 
 def test_the_group_follows_the_global_switches():
-    """fast=None (what run_group and the sweeps use) reads FAST_PATHS, so
-    fast_paths(folded_tanh=False, affine_backward=False) turns a sweep's fast paths off."""
+    """fast=None (what run_group uses) reads FAST_PATHS when the trainer is built, so
+    fast_paths(folded_tanh=False, affine_backward=False) around run_group (or a sweep run in this
+    process) turns the group's fast paths off."""
     models = [tm.MLPModelConfig(hidden=8).build()]
     assert VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])._fold
     with fast_paths(folded_tanh=False, affine_backward=False):

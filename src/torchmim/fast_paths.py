@@ -36,7 +36,8 @@ class _FastPaths:
       (no extra pass over the activations): always without autograd (evaluation, encoding,
       decoding), and in training on the CPU for hidden widths ≥ ``networks.FOLD_MIN_WIDTH`` and
       in vectorised groups (the fold then runs on every step, differentiably). torch's CPU tanh
-      is ~10–19× slower than sigmoid here (``bench/toy_fast_paths.py --only ops``), and the toy
+      is ~9.5× slower than sigmoid on a 128 × 500 batch (``bench/toy_fast_paths.py --only
+      ops``), and the toy
       IS-NLL is one 500-wide tanh layer over 10⁷ (x, z) pairs per run. Equal to the tanh form up
       to float rounding (tests/test_fast_paths.py).
     * ``inference_blocks`` (on): without autograd, on the CPU, an :class:`~torchmim.networks.MLP`
@@ -57,7 +58,9 @@ class _FastPaths:
       rounding (tests/test_fast_paths.py).
 
     The switches change float rounding only; ``fast_paths(folded_tanh=False,
-    affine_backward=False, inplace_log_prob=False)`` gives the arithmetic of the plain modules.
+    inference_blocks=False, affine_backward=False, inplace_log_prob=False)`` gives the arithmetic
+    of the plain modules. They are process-wide: the spawned workers of a sweep start with the
+    defaults.
     """
 
     fused_gates: bool = False

@@ -41,10 +41,11 @@ def activation(name: str) -> nn.Module:
 INFERENCE_BLOCK = 1 << 16
 #: Fewest rows per block: below ~256 rows the per-call overhead of the matrix products dominates.
 INFERENCE_MIN_ROWS = 256
-#: Narrowest hidden layer for which a single model's training folds tanh into sigmoid units:
-#: below it the fold's extra ops on the weights cost about what the tanh they save costs (one
-#: MIM / VAE model, bench/toy_fast_paths.py --only trainer: 1.14–1.21× at width 500, 0.94–0.98×
-#: at 200; docs/benchmarks.md). Vectorised groups always fold (M members share the fold's ops).
+#: Narrowest hidden layer for which a single model's training folds tanh into sigmoid units (and,
+#: for a narrow input, uses the affine backward): below it they cost about what they save (one
+#: MIM / VAE model, bench/toy_fast_paths.py --only trainer: 1.14–1.21× at width 500 and
+#: 0.94–0.98× at 200 with both on; docs/benchmarks.md). Vectorised groups always fold (M members
+#: share the fold's ops).
 FOLD_MIN_WIDTH = 256
 
 #: One layer of an inference forward: weight, bias, and the activation after it (None: none).
@@ -169,13 +170,14 @@ def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tens
 def _affine_pays(w: Tensor) -> bool:
     """Whether :class:`_Affine`'s backward beats autograd's for weights of this shape, by the
     rule measured on the benchmark machine (batch 128; ``bench/toy_fast_paths.py --only ops``,
-    docs/benchmarks.md): one matrix, an input of at most 10 features into at least 200 (2 → 500:
-    1.65×, 2 → 200: 1.07×, 2 → 100: 0.78×; for in ≥ out the products are autograd's and the
-    Python function only costs ~25 µs); stacked (20 members), a side of at most 10 with the other
-    at least 50 (2 → 500: 2.5×, 500 → 4: 2.2×, 50 → 4: 1.4×, 2 → 50: 1.2×; 20 → 50: 0.86×)."""
+    docs/benchmarks.md): one matrix, an input of at most 10 features into at least 256, as the
+    fold's ``FOLD_MIN_WIDTH`` (2 → 500: 1.65×, 2 → 200: 1.07×, 2 → 100: 0.78×; for in ≥ out the
+    products are autograd's and the Python function only costs ~25 µs); stacked (20 members), a
+    side of at most 10 with the other at least 50 (2 → 500: 2.5×, 500 → 4: 2.2×, 50 → 4: 1.4×,
+    2 → 50: 1.2×; 20 → 50: 0.86×)."""
     n_out, n_in = w.shape[-2], w.shape[-1]
     if w.dim() == 2:
-        return n_in <= 10 and n_out >= 200
+        return n_in <= 10 and n_out >= FOLD_MIN_WIDTH
     return min(n_in, n_out) <= 10 and max(n_in, n_out) >= 50
 
 
@@ -202,14 +204,24 @@ def _autocast_on(device_type: str) -> bool:
                 else torch.is_autocast_enabled())
 
 
+def _forward_ad() -> bool:
+    """A ``torch.autograd.forward_ad`` level is open (dual tensors may flow through)."""
+    from torch.autograd import forward_ad
+
+    return getattr(forward_ad, "_current_level", -1) >= 0
+
+
 def _hooked(module: nn.Module) -> bool:
-    """Forward hooks on ``module``'s children or global ones (old-style ``weight_norm`` /
-    ``spectral_norm`` set the weight in a pre-hook): the fast paths read the children's weights
-    directly and would skip them."""
+    """Forward or backward hooks on ``module``'s children, or global module hooks (old-style
+    ``weight_norm`` / ``spectral_norm`` set the weight in a forward pre-hook; gradient monitors
+    use backward hooks): the fast paths read the children's weights directly and would skip
+    them."""
     from torch.nn.modules import module as _module
 
-    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks or any(
-        m._forward_hooks or m._forward_pre_hooks for m in module.children()))
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks
+                or _module._global_backward_hooks or _module._global_backward_pre_hooks
+                or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                       or m._backward_pre_hooks for m in module.children()))
 
 
 class MLP(nn.Sequential):
@@ -240,8 +252,9 @@ class MLP(nn.Sequential):
         self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if len(self) == 1 or _tracing() or _transformed(x) or _hooked(self):
-            return super().forward(x)
+        if (len(self) == 1 or _tracing() or _transformed(x) or _forward_ad() or _hooked(self)
+                or any(_transformed(p) for p in self.parameters())):
+            return super().forward(x)  # torch.func over the weights (ensembles, jvp), hooks
         if torch.is_grad_enabled():
             return self._training_forward(x)
         folded = self._tanh and FAST_PATHS.folded_tanh
@@ -259,7 +272,8 @@ class MLP(nn.Sequential):
     def _training_forward(self, x: Tensor) -> Tensor:
         """With autograd, on the CPU: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with
         sigmoid units and its weights folded on every call (:func:`fold_tanh`; torch's CPU tanh
-        is ~10–19× slower than sigmoid here), and every linear map goes through :func:`affine`.
+        is ~9.5× slower than sigmoid on a 128 × 500 batch here), and every linear map goes
+        through :func:`affine`.
         Where neither applies (narrow networks, other devices, autocast: a bfloat16 run keeps
         torch's ops) it is ``nn.Sequential``'s forward."""
         linears = list(self)[0::2]

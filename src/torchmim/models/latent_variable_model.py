@@ -380,9 +380,10 @@ class LatentVariableModel(nn.Module):
         """Decoder batch of the IS-NLL, 256 to 65536 pairs: about 2¹⁶ activations of the widest
         linear layer (cache sized; measured at widths 5 to 500 on the benchmark machine). An
         :class:`~torchmim.networks.MLP` blocks its hidden layers itself (``FAST_PATHS.
-        inference_blocks``), so only its outputs count, at 2¹⁸ floats (the likelihood's
-        log-density then runs on large blocks: measured best at 16,384–65,536 pairs for the toy
-        decoder's 4 outputs and ~4,096–6,553 for fig4's 40, against 1,310–1,638 before)."""
+        inference_blocks``), so only its outputs count, at 2¹⁸ floats: the likelihood's
+        log-density then runs on large blocks (65,536 pairs for the toy decoder's 4 outputs,
+        6,553 for fig4's 40; ``bench/toy_fast_paths.py --only nll`` times the IS-NLL against the
+        256–1,638-pair blocks before)."""
         inner: set[int] = set()
         pairs = [65536]
         for m in self.decoder.modules():
