@@ -28,6 +28,28 @@ def test_workers_get_the_cores_divided_among_them():
     assert type(make_executor(1)).__name__ == "SerialExecutor"
 
 
+def _worker_switches(_: int) -> dict:
+    import dataclasses
+
+    from torchmim.fast_paths import FAST_PATHS
+
+    return dataclasses.asdict(FAST_PATHS)
+
+
+def test_workers_inherit_the_fast_path_switches():
+    """A sweep's spawned workers take the parent's FAST_PATHS at pool start, so a
+    fast_paths(...) block around run_sweep reaches the cells (spawned, they would start with the
+    defaults)."""
+    from torchmim.fast_paths import fast_paths
+
+    with fast_paths(folded_tanh=False, inplace_log_prob=False):
+        got = [r for _, r in LocalProcessExecutor(2).map(_worker_switches, [0, 1])]
+    assert all(r["folded_tanh"] is False and r["inplace_log_prob"] is False
+               and r["affine_backward"] is True for r in got)
+    got = [r for _, r in LocalProcessExecutor(1).map(_worker_switches, [0])]
+    assert got[0]["folded_tanh"] is True
+
+
 def test_default_threads_one_for_small_models_or_a_busy_machine(monkeypatch):
     """Small model → 1 whatever the machine; a large one → the idle cores, capped at 4 and at the
     current torch setting; a busy machine → 1. Fails if the rule ignores size, load or the cap."""

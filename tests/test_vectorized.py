@@ -126,8 +126,9 @@ def test_vae_and_fast_paths_agree_to_rounding(float64, monkeypatch):
 
 def test_the_group_follows_the_global_switches():
     """fast=None (what run_group uses) reads FAST_PATHS when the trainer is built, so
-    fast_paths(folded_tanh=False, affine_backward=False) around run_group (or a sweep run in this
-    process) turns the group's fast paths off."""
+    fast_paths(folded_tanh=False, affine_backward=False) around run_group (or around a sweep,
+    whose local workers inherit the switches: tests/test_threads.py) turns the group's fast
+    paths off."""
     models = [tm.MLPModelConfig(hidden=8).build()]
     assert VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])._fold
     with fast_paths(folded_tanh=False, affine_backward=False):

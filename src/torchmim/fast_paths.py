@@ -59,8 +59,8 @@ class _FastPaths:
 
     The switches change float rounding only; ``fast_paths(folded_tanh=False,
     inference_blocks=False, affine_backward=False, inplace_log_prob=False)`` gives the arithmetic
-    of the plain modules. They are process-wide: the spawned workers of a sweep start with the
-    defaults.
+    of the plain modules. They are process-wide; a sweep's local worker processes take the
+    parent's switches when their pool starts (Ray workers start with the defaults).
     """
 
     fused_gates: bool = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -80,15 +81,23 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="torchmim-parent-watchdog", daemon=True).start()
 
 
-def _init_worker(threads: int, parent: int | None = None) -> None:
+def _init_worker(threads: int, parent: int | None = None,
+                 switches: dict[str, bool] | None = None) -> None:
     """Give a worker process its share of the cores, and make it die with the sweep (``parent``:
     the sweep's PID). Runs once per worker before any cell; the environment variables reach
-    libraries that read them later (BLAS, OpenMP-using children)."""
+    libraries that read them later (BLAS, OpenMP-using children). ``switches``: the parent's
+    :data:`~torchmim.fast_paths.FAST_PATHS` when the pool started (a spawned worker would
+    otherwise start with the defaults, ignoring a ``fast_paths(...)`` block around the sweep)."""
     if parent is not None:
         die_with_parent(parent)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
     torch.set_num_threads(threads)
+    if switches:
+        from ..fast_paths import FAST_PATHS
+
+        for name, value in switches.items():
+            setattr(FAST_PATHS, name, bool(value))
 
 
 class LocalProcessExecutor(Executor):
@@ -108,8 +117,11 @@ class LocalProcessExecutor(Executor):
 
     def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         ctx = mp.get_context("spawn")
+        from ..fast_paths import FAST_PATHS
+
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.threads, os.getpid()))
+                                   initargs=(self.threads, os.getpid(),
+                                             dataclasses.asdict(FAST_PATHS)))
         pending: dict[Future, Any] = {}
         todo = list(payloads)
         try:
