@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -52,23 +51,21 @@ from torchmim.layers import fast_paths
 from torchmim.metrics import importance_sampled_nll
 from torchmim.training import Trainer, TrainerConfig, VectorizedTrainer
 
-
-def load() -> str:
-    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image import interleave as image_interleave  # noqa: E402  (bench/image.py)
+from image import load  # noqa: E402
 
 
 def interleave(contestants: dict[str, Callable[[], object]], rounds: int) -> tuple[dict, dict]:
-    """Median seconds of each contestant and its last return value; order flipped every round."""
-    names = list(contestants)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    """bench/image.py's :func:`interleave` (median seconds, order flipped every round, one
+    warm-up round), plus each contestant's last return value."""
     values: dict[str, object] = {}
-    for r in range(rounds + 1):  # round 0 warms up
-        for n in (names if r % 2 else names[::-1]):
-            t = time.perf_counter()
-            values[n] = contestants[n]()
-            if r:
-                times[n].append(time.perf_counter() - t)
-    return {n: statistics.median(v) for n, v in times.items()}, values
+
+    def keeping(name: str, f: Callable[[], object]) -> Callable[[], None]:
+        return lambda: values.__setitem__(name, f())
+
+    times = image_interleave({n: keeping(n, f) for n, f in contestants.items()}, rounds)
+    return times, values
 
 
 def toy_data(x_dim: int, n: int, seed: int) -> torch.Tensor:

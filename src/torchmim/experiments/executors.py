@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..fast_paths import FAST_PATHS
 from ..threads import available_cores
 
 __all__ = ["Executor", "LocalProcessExecutor", "SerialExecutor", "make_executor"]
@@ -94,8 +95,6 @@ def _init_worker(threads: int, parent: int | None = None,
         os.environ[name] = str(threads)
     torch.set_num_threads(threads)
     if switches:
-        from ..fast_paths import FAST_PATHS
-
         for name, value in switches.items():
             setattr(FAST_PATHS, name, bool(value))
 
@@ -117,8 +116,6 @@ class LocalProcessExecutor(Executor):
 
     def map(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
         ctx = mp.get_context("spawn")
-        from ..fast_paths import FAST_PATHS
-
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                    initargs=(self.threads, os.getpid(),
                                              dataclasses.asdict(FAST_PATHS)))

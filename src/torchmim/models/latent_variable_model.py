@@ -326,9 +326,10 @@ class LatentVariableModel(nn.Module):
         ``_decoder_block_pairs()``: 2¹⁶ activations of the decoder's widest linear layer, small
         enough to stay in the CPU caches, or for an MLP decoder, which blocks its hidden layers
         itself, 2¹⁸ of its outputs; 256 to 65536 pairs). Blocking does not change the random
-        draws: the estimate equals the unblocked one up to float rounding. ``pz``: the prior p(z) if the caller already built
-        it (:func:`torchmim.metrics.importance_sampled_nll` builds it once for all its batches; a
-        VampPrior runs the encoder on its K pseudo-inputs to build it).
+        draws: the estimate equals the unblocked one up to float rounding. ``pz``: the prior p(z)
+        if the caller already built it (:func:`torchmim.metrics.importance_sampled_nll` builds it
+        once for all its batches; a VampPrior runs the encoder on its K pseudo-inputs to build
+        it).
         """
         if block_pairs is None:
             block_pairs = self._decoder_block_pairs()
