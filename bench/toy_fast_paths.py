@@ -22,6 +22,12 @@ interleaved with the order flipped every round, medians reported:
   path before); fig3's shape at each ``--widths`` and fig4's (x ∈ R²⁰, z ∈ R¹⁰, width 50). The
   same draws: the same estimate up to float rounding.
 
+* ``native``: the seventh round's fused kernel (``FAST_PATHS.native_kernels``,
+  :mod:`torchmim.native`) against torch's ops with every other fast path on: the decoder MLP
+  alone on 65,536 rows without autograd, and the IS-NLL (S = 1000), at each ``--widths`` and
+  fig4's shape. The ``nll`` rows above keep the kernel off in both arms (the sixth round's
+  comparison).
+
 * ``ops``: the single ops behind these paths, each against the op it replaces (µs per call,
   best of 7 × 300 calls): a linear map's forward + backward with ``networks._Affine`` against
   autograd's ``F.linear`` / ``baddbmm`` for one model and for 20 stacked members at batch 128
@@ -98,9 +104,51 @@ def one_model_epoch(objective: str, width: int, x: torch.Tensor, v: torch.Tensor
         return Trainer(model, tm.get_objective(objective), cfg).fit(x, v)[-1]["val_loss"]
 
 
-def nll_of(model, x: torch.Tensor, fast: bool) -> float:
-    with fast_paths(inference_blocks=fast, inplace_log_prob=fast):
+def nll_of(model, x: torch.Tensor, fast: bool, native: bool = False) -> float:
+    with fast_paths(inference_blocks=fast, inplace_log_prob=fast, native_kernels=native):
         return float(importance_sampled_nll(model, x, 1000))
+
+
+def mlp_forward(mlp: torch.nn.Module, z: torch.Tensor, native: bool) -> torch.Tensor:
+    with torch.inference_mode(), fast_paths(native_kernels=native):
+        return mlp(z)
+
+
+def bench_native(rows: list[dict], a) -> None:
+    """torchmim.native's fused kernel against the torch path it replaces (every other fast path
+    on in both arms): the decoder MLP alone on 65,536 rows, and the whole IS-NLL."""
+    from torchmim import native
+
+    if not native.available():
+        print(f"skipped 'native': {native.unavailable_reason()}")
+        return
+    shapes = [(2, 2, w) for w in a.widths] + ([(20, 10, 50)] if a.fig4 else [])
+    for x_dim, z_dim, width in shapes:
+        torch.manual_seed(0)
+        model = tm.MLPModelConfig(x_dim=x_dim, z_dim=z_dim, hidden=width).build().eval()
+        z = torch.randn(65536, z_dim)
+        l0 = load()
+        t, vals = interleave({"fast": partial(mlp_forward, model.decoder.network, z, True),
+                              "plain": partial(mlp_forward, model.decoder.network, z, False)},
+                             a.rounds)
+        rows.append({"bench": f"decoder MLP {z_dim} → {width} → {2 * x_dim}, 65,536 rows, "
+                              "no autograd", "unit": "ms", "fast": 1e3 * t["fast"],
+                     "plain": 1e3 * t["plain"], "ratio": t["plain"] / t["fast"],
+                     "ns_per_row_and_unit": t["fast"] / 65536 / width * 1e9,
+                     "max_abs_difference": float((vals["fast"] - vals["plain"]).abs().max()),
+                     "load": f"{l0} → {load()}"})
+        print(rows[-1], flush=True)
+        x = toy_data(x_dim, a.nll_points, 0)
+        l0 = load()
+        t, vals = interleave({"fast": partial(nll_of, model, x, True, True),
+                              "plain": partial(nll_of, model, x, True, False)}, a.rounds)
+        rows.append({"bench": f"IS-NLL, {a.nll_points:,} points, S = 1000, x∈R^{x_dim}, "
+                              f"z∈R^{z_dim}, width {width}: native kernel vs torch",
+                     "unit": "s", "fast": t["fast"], "plain": t["plain"],
+                     "ratio": t["plain"] / t["fast"],
+                     "ns_per_pair": t["fast"] / (a.nll_points * 1000) * 1e9,
+                     "nll": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
+        print(rows[-1], flush=True)
 
 
 def bench_train(rows: list[dict], a) -> None:
@@ -214,7 +262,8 @@ def bench_ops(rows: list[dict], a) -> None:
              "128 × 500: torch.sigmoid (fast) vs torch.tanh (plain)")
 
 
-BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll, "ops": bench_ops}
+BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll,
+           "native": bench_native, "ops": bench_ops}
 
 
 def main() -> None:

@@ -381,6 +381,59 @@ def test_inplace_normal_log_prob_equals_torchs(dtype, value_shape, param_shape):
     torch.testing.assert_close(y, TorchNormal(loc, scale).log_prob(value), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_sample_is_torchs_stream_and_floats(dtype):
+    """Normal.sample skips torch's σ ≥ 0 scan but draws the same stream and computes the same
+    floats (a standard normal draw · σ + μ), for broadcast sample shapes."""
+    from torch.distributions import Normal as TorchNormal
+
+    from torchmim.distributions.normal import Normal
+
+    loc, scale = torch.randn(5, 3, dtype=dtype), torch.rand(5, 3, dtype=dtype) + 0.1
+    torch.manual_seed(3)
+    ours = Normal(loc, scale, validate_args=False).sample((4,))
+    torch.manual_seed(3)
+    torchs = TorchNormal(loc, scale, validate_args=False).sample((4,))
+    assert ours.shape == (4, 5, 3) and ours.dtype == dtype
+    assert torch.equal(ours, torchs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [1, 2, 3, 8, 10])
+@pytest.mark.parametrize("event_ndims", [0, 1, 2])
+def test_diagonal_normal_equals_torchs_independent(dtype, d, event_ndims):
+    """diagonal_normal's log_prob adds the columns of a short event dimension without autograd,
+    and skips μ = 0, σ = 1 for the standard normal: torch's Independent(Normal) up to rounding
+    (bit for bit for the standard shortcut's terms), and torch's own with autograd."""
+    from torch.distributions import Independent
+    from torch.distributions import Normal as TorchNormal
+
+    from torchmim.distributions.normal import diagonal_normal
+
+    g = torch.Generator().manual_seed(d)
+    loc = torch.randn(6, d, dtype=dtype, generator=g)
+    scale = torch.rand(6, d, dtype=dtype, generator=g) + 0.1
+    value = 3 * torch.randn(4, 6, d, dtype=dtype, generator=g)
+    ref = Independent(TorchNormal(loc, scale), event_ndims).log_prob(value)
+    with torch.no_grad():
+        fast = diagonal_normal(loc, scale, event_ndims).log_prob(value)
+    assert fast.shape == ref.shape
+    torch.testing.assert_close(fast, ref, rtol=TOL[dtype], atol=4 * TOL[dtype])
+    zeros, ones = torch.zeros(6, d, dtype=dtype), torch.ones(6, d, dtype=dtype)
+    with torch.no_grad():
+        standard = diagonal_normal(zeros, ones, event_ndims, standard=True).log_prob(value)
+        general = diagonal_normal(zeros, ones, event_ndims).log_prob(value)
+        assert torch.equal(standard, general)
+        # a value that broadcasts up against the parameters: the general formula
+        row = value[0, 0]
+        assert diagonal_normal(zeros, ones, event_ndims, standard=True).log_prob(row).shape \
+            == general[0].shape
+    loc.requires_grad_()
+    y = diagonal_normal(loc, scale, event_ndims).log_prob(value)
+    assert y.requires_grad
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+
+
 def test_folded_tanh_only_for_tanh_networks():
     from torchmim.networks import MLP
 
@@ -414,7 +467,8 @@ def test_blocked_mlp_inference_equals_unblocked(monkeypatch, dtype, activation, 
     calls = []
     run = networks._run_layers
     monkeypatch.setattr(networks, "_run_layers", lambda *a: calls.append(len(a)) or run(*a))
-    with torch.no_grad(), fast_paths(folded_tanh=folded):
+    # torch's blocked path (torchmim.native's kernel replaces it where it applies: off here)
+    with torch.no_grad(), fast_paths(folded_tanh=folded, native_kernels=False):
         with fast_paths(inference_blocks=False):
             plain = net(x)
         assert calls == [2]
@@ -457,9 +511,10 @@ def test_the_nll_decodes_whole_chunks_through_blocked_mlps():
     with fast_paths(inference_blocks=False):
         assert image._decoder_block_pairs() == 65536 // 64
     x, _ = tm.paper_2d_mixture().sample(300, seed=0)
-    blocked = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
-    with fast_paths(inference_blocks=False):
-        plain = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
+    with fast_paths(native_kernels=False):  # torch's blocked decoder (tests/test_native.py: the kernel)
+        blocked = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
+        with fast_paths(inference_blocks=False):
+            plain = tm.metrics.importance_sampled_nll(model, x, 200, reduction="none")
     np.testing.assert_allclose(blocked, plain, rtol=1e-6, atol=1e-6)
 
 

@@ -42,7 +42,7 @@ def alone(seed: int, objective, cfg: TrainerConfig, hidden: int = 8, z_dim: int 
 
 
 #: The switches whose fast paths change float rounding in training or its validation loss.
-EXACT = ("folded_tanh", "inference_blocks", "affine_backward", "inplace_log_prob")
+EXACT = ("folded_tanh", "inference_blocks", "affine_backward", "inplace_log_prob", "native_kernels")
 
 
 def count_affine(monkeypatch) -> list[int]:
@@ -200,8 +200,8 @@ def test_fast_paths_with_another_activation(float64, monkeypatch):
         vt.fit([b[0].train for b in built], [b[0].val[0] for b in built])
         assert bool(calls) == fast
         runs.append(vt)
-    for i in range(2):
-        assert 0 < max_diff(runs[0].member_model(i), runs[1].member_model(i)) < 1e-9
+    for i in range(2):  # `calls` shows the affine backward ran; its GEMMs may round alike
+        assert max_diff(runs[0].member_model(i), runs[1].member_model(i)) < 1e-9
 
 
 def test_members_match_one_by_one_runs_and_stop_at_their_own_epochs(float64):

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import native
 from .fast_paths import FAST_PATHS
 from .registry import Registry
 
@@ -48,6 +49,10 @@ INFERENCE_MIN_ROWS = 256
 #: share the fold's ops).
 FOLD_MIN_WIDTH = 256
 
+#: Fewest rows for which an inference forward runs :mod:`torchmim.native`'s kernel (a call costs
+#: ~10 µs of ctypes set-up, as much as torch's two small products).
+NATIVE_MIN_ROWS = 64
+
 #: One layer of an inference forward: weight, bias, and the activation after it (None: none).
 _Layer = tuple[Tensor, Tensor | None, Callable[[Tensor], Tensor] | None]
 
@@ -73,6 +78,14 @@ def _run_layers(x: Tensor, layers: list[_Layer], buffers: list[Tensor] | None = 
         if act is not None:
             h = act(h)
     return h
+
+
+#: The activations :mod:`torchmim.native`'s kernel has, by module type (``_sigmoid_``: the folded
+#: tanh's units; ``type(None)``: no activation after the output layer).
+_NATIVE_ACTIVATIONS: dict[Any, int] = {
+    _sigmoid_: native.ACTIVATION_CODES["sigmoid"], nn.Sigmoid: native.ACTIVATION_CODES["sigmoid"],
+    nn.SiLU: native.ACTIVATION_CODES["silu"], nn.ReLU: native.ACTIVATION_CODES["relu"],
+    type(None): native.ACTIVATION_CODES["none"]}
 
 
 def fold_tanh(params: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
@@ -252,22 +265,51 @@ class MLP(nn.Sequential):
         self._tanh = depth > 0 and all(type(m) is nn.Tanh for m in list(self)[1::2])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if (len(self) == 1 or _tracing() or _transformed(x) or _forward_ad() or _hooked(self)
-                or any(_transformed(p) for p in self.parameters())):
+        if self._plain_only(x):
             return super().forward(x)  # torch.func over the weights (ensembles, jvp), hooks
         if torch.is_grad_enabled():
             return self._training_forward(x)
-        folded = self._tanh and FAST_PATHS.folded_tanh
-        if folded:
-            layers = _sigmoid_layers(self._folded_weights())
-        else:
-            layers = [(lin.weight, lin.bias, act) for lin, act in
-                      zip(list(self)[0::2], [*list(self)[1::2], None])]
         rows = x.shape[:-1].numel()
+        native_layers = self.native_layers(x) if rows >= NATIVE_MIN_ROWS else None
+        if native_layers is not None:
+            out = native.mlp_forward(native_layers, x.reshape(rows, x.shape[-1]))
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+        layers = self._inference_layers()
         block = max(INFERENCE_MIN_ROWS, INFERENCE_BLOCK // max(w.shape[0] for w, _, _ in layers[:-1]))
         if not FAST_PATHS.inference_blocks or rows <= block or x.device.type != "cpu":
             return _run_layers(x, layers)
         return self._blocked_forward(x, layers, block)
+
+    def _plain_only(self, x: Tensor) -> bool:
+        """Only ``nn.Sequential``'s forward applies: one layer, tracing or compilation, a
+        ``torch.func`` transform over the inputs or the weights (ensembles, jvp), forward AD,
+        hooks."""
+        return (len(self) == 1 or _tracing() or _transformed(x) or _forward_ad() or _hooked(self)
+                or any(_transformed(p) for p in self.parameters()))
+
+    def _inference_layers(self) -> list[_Layer]:
+        """(weight, bias, activation) per linear layer for an inference forward: the folded
+        sigmoid network of a tanh MLP (``FAST_PATHS.folded_tanh``), else the modules' own."""
+        if self._tanh and FAST_PATHS.folded_tanh:
+            return _sigmoid_layers(self._folded_weights())
+        return [(lin.weight, lin.bias, act) for lin, act in
+                zip(list(self)[0::2], [*list(self)[1::2], None])]
+
+    def native_layers(self, x: Tensor) -> list[tuple[Tensor, Tensor, int]] | None:
+        """The layers as :mod:`torchmim.native`'s kernel takes them, for an inference forward on
+        ``x``, where that kernel applies: ``FAST_PATHS.native_kernels``, no autograd, float32 on
+        the CPU without autocast, activations it has (sigmoid, folded tanh, SiLU, ReLU), no
+        hooks or transforms, the kernels compiled. Else None (torch's ops)."""
+        if (not FAST_PATHS.native_kernels or torch.is_grad_enabled() or x.device.type != "cpu"
+                or x.dtype != torch.float32 or _autocast_on("cpu") or self._plain_only(x)):
+            return None
+        layers = []
+        for w, b, act in self._inference_layers():
+            code = _NATIVE_ACTIVATIONS.get(act if act is _sigmoid_ else type(act))
+            if b is None or w.dtype != torch.float32 or code is None:
+                return None
+            layers.append((w, b, code))
+        return layers if native.available() else None
 
     def _training_forward(self, x: Tensor) -> Tensor:
         """With autograd, on the CPU: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with

@@ -11,10 +11,12 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Independent
 
+from .. import native
+from ..networks import MLP
 from ..precision import full_precision
 from ..registry import Registry
 from .mixture import ReparameterizedMixture
-from .normal import Normal
+from .normal import diagonal_normal
 
 __all__ = [
     "CONDITIONALS",
@@ -22,6 +24,7 @@ __all__ = [
     "ConditionalGaussian",
     "ConditionalGaussianMixture",
     "gaussian_from_mean_logvar",
+    "tiled_log_prob",
 ]
 
 
@@ -50,7 +53,30 @@ def gaussian_from_mean_logvar(
     if logvar_clamp is not None:
         logvar = logvar.clamp(*logvar_clamp)
     std = torch.exp(0.5 * logvar) + std_floor
-    return Independent(Normal(mean, std, validate_args=False), event_ndims, validate_args=False)
+    return diagonal_normal(mean, std, event_ndims)
+
+
+def _tile_rows(value: Tensor, rows: int) -> Tensor:
+    """``value`` (n, ...) repeated to ``rows`` rows: row i is value[i mod n]."""
+    n = value.shape[0]
+    if n == 0 or rows % n:
+        raise ValueError(f"tiled_log_prob: {n} values do not tile {rows} contexts")
+    return value.unsqueeze(0).expand((rows // n,) + tuple(value.shape)).reshape(
+        (rows,) + tuple(value.shape[1:]))
+
+
+def tiled_log_prob(conditional: nn.Module, value: Tensor, context: Tensor) -> Tensor:
+    """log p(value[i mod n] | context[i]) for every row i of ``context`` (n = ``len(value)``,
+    which must divide ``len(context)``): the IS-NLL's S latent samples of n points, row s·n + b
+    holding sample s of point b. A conditional density may implement it as a method
+    ``tiled_log_prob(value, context)`` that needs neither the S copies of ``value`` nor the
+    distribution object (:class:`ConditionalGaussian` over an :class:`~torchmim.networks.MLP`:
+    one fused kernel); otherwise it is ``conditional(context).log_prob`` of the repeated values.
+    """
+    method = getattr(conditional, "tiled_log_prob", None)
+    if method is not None:
+        return method(value, context)
+    return conditional(context).log_prob(_tile_rows(value, context.shape[0]))
 
 
 @CONDITIONALS.register("gaussian")
@@ -97,6 +123,23 @@ class ConditionalGaussian(nn.Module):
             mean, logvar, std_floor=self.std_floor, logvar_clamp=self.logvar_clamp,
             event_ndims=self.event_ndims,
         )
+
+    def tiled_log_prob(self, value: Tensor, context: Tensor) -> Tensor:
+        """log p(value[i mod n] | context[i]) per row of ``context`` (:func:`tiled_log_prob`).
+        Without autograd, for vectors, over an :class:`~torchmim.networks.MLP` whose inference
+        :mod:`torchmim.native` runs (``FAST_PATHS.native_kernels``): the network and the
+        Gaussian's log-density in one pass of its kernel, neither the outputs nor the repeated
+        values materialised (equal up to float rounding, tests/test_native.py). Else the
+        distribution's ``log_prob`` of the repeated values."""
+        layers = None
+        if (isinstance(self.network, MLP) and self.event_ndims == 1 and self.split_dim in (-1, 1)
+                and value.dim() == 2 and context.dim() == 2 and value.dtype == torch.float32
+                and value.device.type == "cpu"):
+            layers = self.network.native_layers(context)
+        if layers is None or context.shape[0] % max(value.shape[0], 1) or value.shape[0] == 0:
+            return self(context).log_prob(_tile_rows(value, context.shape[0]))
+        return native.mlp_gaussian_log_prob(layers, context, value, std_floor=self.std_floor,
+                                            logvar_clamp=self.logvar_clamp)
 
 
 @CONDITIONALS.register("bernoulli")

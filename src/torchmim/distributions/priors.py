@@ -45,7 +45,7 @@ from ..errors import ConfigError
 from ..registry import Registry, suggest
 from .conditional import gaussian_from_mean_logvar
 from .mixture import ReparameterizedMixture
-from .normal import Normal
+from .normal import diagonal_normal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.latent_variable_model import LatentVariableModel
@@ -260,8 +260,7 @@ class StandardNormal(Prior):
         self.register_buffer("scale", torch.ones(shape))
 
     def forward(self) -> Independent:
-        return Independent(Normal(self.loc, self.scale, validate_args=False), self.loc.dim(),
-                           validate_args=False)
+        return diagonal_normal(self.loc, self.scale, self.loc.dim(), standard=True)
 
 
 PRIORS.alias("standard", "normal")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..distributions.conditional import tiled_log_prob
 from ..distributions.marginal import MarginalDataPrior
 from ..distributions.priors import Path, Prior
 from ..errors import DataError, StateDictError
@@ -348,8 +349,8 @@ class LatentVariableModel(nn.Module):
 
         def log_px_z(z: Tensor) -> Tensor:  # z (s, batch, *z_shape) → (s, batch), one decoder call
             s = z.shape[0]  # flattened to one batch dimension, which every decoder accepts
-            x_rep = x.unsqueeze(0).expand((s,) + tuple(x.shape)).reshape((s * batch,) + self.x_shape)
-            return self.decoder(z.reshape((s * batch,) + self.z_shape)).log_prob(x_rep).reshape(s, batch)
+            return tiled_log_prob(self.decoder, x, z.reshape((s * batch,) + self.z_shape)
+                                  ).reshape(s, batch)
 
         total = torch.full((batch,), -math.inf, device=x.device, dtype=x.dtype)
         done = 0

@@ -278,7 +278,8 @@ class VectorizedTrainer:
             :func:`~torchmim.fast_paths.fast_paths`); ``False`` runs ``torch.tanh`` and
             autograd's ``baddbmm`` and reproduces the single trainer run with the fast paths off
             (``fast_paths(folded_tanh=False, inference_blocks=False, affine_backward=False,
-            inplace_log_prob=False)``) to the last bit where the stacked products allow.
+            inplace_log_prob=False, native_kernels=False)``) to the last bit where the stacked
+            products allow.
     """
 
     def __init__(

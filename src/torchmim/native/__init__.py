@@ -1,0 +1,250 @@
+"""Fused CPU kernels for the inference of small MLPs, compiled on first use (issue 11).
+
+The paper's toy experiments evaluate a one-hidden-layer MLP decoder (2 → width → 4) on 10⁷ (x, z)
+pairs per model in the IS-NLL; torch runs it as three passes over a (pairs × width) activation
+and takes ~1 ns per pair and hidden unit on the benchmark machine. ``kernels.c`` runs the whole
+network on a tile of 16 rows held in vector registers, fuses a narrow output layer into the last
+hidden one, and can evaluate the diagonal Gaussian's log-density of the target in the same pass
+(~3× faster at width 500, ``bench/toy_fast_paths.py --only native``). Equal to torch's ops up to
+float rounding (tests/test_native.py); used by :class:`~torchmim.networks.MLP` without autograd and
+by :class:`~torchmim.distributions.conditional.ConditionalGaussian`'s ``tiled_log_prob`` (the
+IS-NLL), where ``FAST_PATHS.native_kernels`` is on (the default).
+
+Plain C without torch headers, compiled with the system's C compiler (``$CC``, else ``cc``) in well
+under a second and loaded with :mod:`ctypes`; cached in ``$TORCHMIM_CACHE_DIR`` (default
+``$XDG_CACHE_HOME/torchmim`` or ``~/.cache/torchmim``) under a name hashed from the source, the
+compiler, the flags and the CPU's feature flags (``-march=native`` code runs only where it was
+built), written atomically (compiled to a temporary file, then renamed), so concurrent processes
+can share the cache. Where nothing compiles (no compiler, ``TORCHMIM_NATIVE=0``), :func:`available`
+is False, :func:`unavailable_reason` says why, and every caller takes torch's path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["ACTIVATION_CODES", "available", "mlp_forward", "mlp_gaussian_log_prob",
+           "unavailable_reason"]
+
+_log = logging.getLogger(__name__)
+_SOURCE = Path(__file__).with_name("kernels.c")
+
+#: Activation after a layer, as the kernel numbers them.
+ACTIVATION_CODES = {"none": 0, "sigmoid": 1, "silu": 2, "relu": 3}
+#: Rows per thread below which a call is not split across threads.
+_MIN_ROWS_PER_THREAD = 4096
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_reason: str | None = None  # why there is no library; None while not tried or when loaded
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool)
+
+# flag sets tried in order: x86 GCC/Clang, then Arm Clang (-mcpu), then portable code
+_FLAG_SETS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], ["-mcpu=native"],
+              [])
+_COMMON_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("TORCHMIM_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "torchmim"
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags (Linux), else the machine name: part of the cache key."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def _compile(cc: str, flags: list[str], out: Path) -> str | None:
+    """Compile the kernels into ``out`` atomically; None on success, else the compiler's error."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, *_COMMON_FLAGS, *flags, "-o", tmp, str(_SOURCE)],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            return (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        os.replace(tmp, out)
+        return None
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _reason
+    if _lib is not None or _reason is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _reason is not None:
+            return _lib
+        if os.environ.get("TORCHMIM_NATIVE", "1") == "0":
+            _reason = "disabled by TORCHMIM_NATIVE=0"
+            return None
+        cc = shutil.which(os.environ.get("CC", "cc"))
+        if cc is None:
+            _reason = f"no C compiler ({os.environ.get('CC', 'cc')!r} not found)"
+            return None
+        try:
+            version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                     timeout=30).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            _reason = f"C compiler {cc} does not run: {e}"
+            return None
+        errors = []
+        for flags in _FLAG_SETS:
+            key = hashlib.sha256("\0".join([_SOURCE.read_text(), cc, version, *_COMMON_FLAGS,
+                                            *flags, _cpu_flags()]).encode()).hexdigest()[:16]
+            path = _cache_dir() / f"native-{key}.so"
+            if not path.exists():
+                error = _compile(cc, flags, path)
+                if error is not None:
+                    errors.append(f"{' '.join(flags) or 'default flags'}: {error}")
+                    continue
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as e:
+                errors.append(str(e))
+                continue
+            lib.tm_mlp.restype = ctypes.c_int
+            _lib = lib
+            return _lib
+        _reason = "the kernels did not compile: " + "; ".join(errors)
+        _log.info("torchmim.native: %s; using torch's ops", _reason)
+        return None
+
+
+def available() -> bool:
+    """Whether the kernels are compiled and loaded (compiles them on the first call)."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`available` is False (None when it is True)."""
+    _load()
+    return _reason
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] != threads:
+        _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="torchmim"))
+    return _pool[2]
+
+
+_Layers = Sequence[tuple[Tensor, Tensor, int]]
+
+
+def _check(layers: _Layers, x: Tensor) -> None:
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2:
+        raise ValueError("the native kernels take a 2-D float32 CPU tensor")
+    width = x.shape[1]
+    for w, b, _ in layers:
+        if (w.dtype != torch.float32 or b.dtype != torch.float32 or w.dim() != 2
+                or w.shape[1] != width or b.shape != (w.shape[0],)):
+            raise ValueError("the native kernels take float32 (weight, bias) layers that chain")
+        width = w.shape[0]
+
+
+def _run(layers: _Layers, x: Tensor, out: Tensor, target: Tensor | None,
+         gaussian: tuple[float, bool, float, float]) -> Tensor:
+    lib = _load()
+    assert lib is not None, "call available() first"
+    _check(layers, x)
+    ws = [w.detach().contiguous() for w, _, _ in layers]
+    bs = [b.detach().contiguous() for _, b, _ in layers]
+    n_layers = len(layers)
+    dims = [x.shape[1]] + [w.shape[0] for w in ws]
+    dp = next((p for p in (4, 8) if dims[-1] <= p), 0) if n_layers >= 2 else 0
+    if dp:  # the output layer transposed and zero-padded to dp columns, for the fused kernel
+        ct = ws[-1].new_zeros(dims[-2], dp)
+        ct[:, :dims[-1]] = ws[-1].t()
+        cb = bs[-1].new_zeros(dp)
+        cb[:dims[-1]] = bs[-1]
+    else:
+        ct = cb = ws[-1]  # unused
+    x = x.contiguous()
+    c_dims = (ctypes.c_int * (n_layers + 1))(*dims)
+    c_w = (ctypes.c_void_p * n_layers)(*[w.data_ptr() for w in ws])
+    c_b = (ctypes.c_void_p * n_layers)(*[b.data_ptr() for b in bs])
+    c_act = (ctypes.c_int * n_layers)(*[a for _, _, a in layers])
+    t_ptr = target.data_ptr() if target is not None else None
+    period = target.shape[0] if target is not None else 1
+    std_floor, clamp, lo, hi = gaussian
+    width = out.shape[1] if out.dim() == 2 else 1
+
+    def call(start: int, stop: int) -> int:
+        return lib.tm_mlp(ctypes.c_long(stop - start), n_layers, c_dims, c_w, c_b, c_act,
+                          ctypes.c_void_p(ct.data_ptr()), ctypes.c_void_p(cb.data_ptr()), dp,
+                          ctypes.c_void_p(x.data_ptr() + 4 * start * dims[0]),
+                          ctypes.c_void_p(out.data_ptr() + 4 * start * width),
+                          ctypes.c_void_p(t_ptr), ctypes.c_long(period),
+                          ctypes.c_float(std_floor), int(clamp), ctypes.c_float(lo),
+                          ctypes.c_float(hi))
+
+    rows = x.shape[0]
+    threads = max(1, min(torch.get_num_threads(), rows // _MIN_ROWS_PER_THREAD))
+    if threads == 1:
+        codes = [call(0, rows)]
+    else:  # rows split across threads (ctypes releases the GIL); each row's result is the same
+        # in any split, but a call numbers its rows from 0 for the target's period: split on
+        # multiples of the period
+        step = -(-rows // threads)
+        if target is not None:
+            step += -step % period
+        codes = list(_executor(threads).map(lambda s: call(s, min(rows, s + step)),
+                                            range(0, rows, step)))
+    if any(codes):
+        raise (MemoryError("torchmim.native: out of memory for a kernel's tile buffers")
+               if 1 in codes else ValueError("torchmim.native: unknown activation code"))
+    return out
+
+
+def mlp_forward(layers: _Layers, x: Tensor) -> Tensor:
+    """The MLP ``h ← act(h Wᵀ + b)`` over ``layers`` = [(W, b, activation code), ...] on the rows of
+    ``x`` (2-D, float32, CPU), without autograd. Requires :func:`available`."""
+    out = x.new_empty((x.shape[0], layers[-1][0].shape[0]))
+    return _run(layers, x, out, None, (0.0, False, 0.0, 0.0))
+
+
+def mlp_gaussian_log_prob(layers: _Layers, context: Tensor, target: Tensor, *,
+                          std_floor: float, logvar_clamp: tuple[float, float] | None) -> Tensor:
+    """log N(target[i mod n]; μ_i, diag σ_i²) per row i of ``context``, where the MLP maps
+    context_i to [μ_i, log σ_i²] and σ = exp(½·clamp(log σ²)) + ``std_floor`` (the likelihood of
+    :func:`~torchmim.distributions.conditional.gaussian_from_mean_logvar`); n = ``len(target)``
+    must divide ``len(context)``. Without autograd; requires :func:`available`."""
+    rows, n = context.shape[0], target.shape[0]
+    if n == 0 or rows % n or layers[-1][0].shape[0] != 2 * target.shape[1]:
+        raise ValueError("mlp_gaussian_log_prob: the target rows must tile the context rows and "
+                         "the MLP must output a mean and a log-variance per target dimension")
+    target = target.to(torch.float32).contiguous()
+    out = context.new_empty((rows,))
+    lo, hi = logvar_clamp if logvar_clamp is not None else (0.0, 0.0)
+    return _run(layers, context, out, target, (std_floor, logvar_clamp is not None, lo, hi))

@@ -1,0 +1,267 @@
+"""torchmim.native's fused MLP kernels against torch's ops (issue 11, seventh round).
+
+* the kernel's MLP equals torch's layers (every activation it has, 1–4 layers, fused and unfused
+  output layers, row counts that are not a multiple of the 16-row tile), and its Gaussian
+  epilogue equals ``gaussian_from_mean_logvar(...).log_prob`` of the repeated targets;
+* the same result, bit for bit, however the rows are split across threads;
+* extremes: saturated units, an overflowing variance (−inf, as torch), NaN propagates;
+* ``MLP`` and the IS-NLL take the kernel by default and equal the torch path;
+* no compiler, or ``TORCHMIM_NATIVE=0``: torch's path, with the reason; the compiled library is
+  cached and reused across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import torchmim as tm
+from torchmim import native
+from torchmim.distributions.conditional import (
+    ConditionalGaussian,
+    gaussian_from_mean_logvar,
+    tiled_log_prob,
+)
+from torchmim.layers import fast_paths
+from torchmim.metrics import importance_sampled_nll
+from torchmim.networks import MLP
+
+pytestmark = pytest.mark.skipif(
+    not native.available(), reason=f"torchmim.native unavailable: {native.unavailable_reason()}")
+
+ACTS = {"none": lambda h: h, "sigmoid": torch.sigmoid, "silu": torch.nn.functional.silu,
+        "relu": torch.relu}
+
+
+def _layers(dims: list[int], act: str, seed: int = 0, scale: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k, (i, o) in enumerate(zip(dims[:-1], dims[1:])):
+        w = scale * torch.randn(o, i, generator=g) / i ** 0.5
+        b = torch.randn(o, generator=g)
+        out.append((w, b, native.ACTIVATION_CODES[act if k < len(dims) - 2 else "none"]))
+    return out
+
+
+def _torch_mlp(layers, x: torch.Tensor, act: str) -> torch.Tensor:
+    h = x.double()
+    for k, (w, b, _) in enumerate(layers):
+        h = h @ w.double().t() + b.double()
+        if k < len(layers) - 1:
+            h = ACTS[act](h)
+    return h
+
+
+@pytest.mark.parametrize("act", list(ACTS))
+@pytest.mark.parametrize("dims", [[2, 5, 4], [2, 500, 4], [3, 7, 8], [10, 50, 40], [2, 6],
+                                  [4, 9, 11, 4], [2, 30, 20, 10, 3]])
+@pytest.mark.parametrize("rows", [1, 17, 1000])
+def test_mlp_forward_equals_torch(act, dims, rows):
+    layers = _layers(dims, act)
+    x = 3 * torch.randn(rows, dims[0], generator=torch.Generator().manual_seed(1))
+    out = native.mlp_forward(layers, x)
+    ref = _torch_mlp(layers, x, act)
+    assert out.shape == (rows, dims[-1]) and out.dtype == torch.float32
+    # float32 sums of up to 500 terms against float64: a wrong polynomial coefficient or a
+    # misplaced tile row is off by far more (1e-4 and up)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [[2, 50, 4], [10, 50, 40], [2, 20, 2]])
+@pytest.mark.parametrize("clamp", [None, (-6.0, 2.0)])
+@pytest.mark.parametrize("std_floor", [1e-6, 0.1])
+def test_gaussian_epilogue_equals_the_distributions_log_prob(dims, clamp, std_floor):
+    layers = _layers(dims, "sigmoid", scale=3.0)
+    g = torch.Generator().manual_seed(2)
+    n, s = 37, 5
+    z = 2 * torch.randn(s * n, dims[0], generator=g)
+    x = torch.randn(n, dims[-1] // 2, generator=g)
+    out = _torch_mlp(layers, z, "sigmoid")
+    mean, logvar = out.chunk(2, dim=-1)
+    ref = gaussian_from_mean_logvar(mean, logvar, std_floor=std_floor, logvar_clamp=clamp
+                                    ).log_prob(x.double().repeat(s, 1))
+    ll = native.mlp_gaussian_log_prob(layers, z, x, std_floor=std_floor, logvar_clamp=clamp)
+    assert ll.shape == (s * n,)
+    torch.testing.assert_close(ll.double(), ref, rtol=2e-6, atol=2e-5)
+
+
+def test_every_thread_split_gives_the_same_bits():
+    layers = _layers([2, 64, 4], "sigmoid")
+    z = torch.randn(3 * 7001, 2)  # a period (7001) that no thread split divides evenly
+    x = torch.randn(7001, 2)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            results.append((native.mlp_forward(layers, z),
+                            native.mlp_gaussian_log_prob(layers, z, x, std_floor=1e-6,
+                                                         logvar_clamp=None)))
+    finally:
+        torch.set_num_threads(threads)
+    for out, ll in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(ll, results[0][1])
+    # and the split rows see their own targets: equal to a one-row-at-a-time evaluation
+    single = torch.cat([native.mlp_gaussian_log_prob(layers, z[i::7001], x[i:i + 1],
+                                                     std_floor=1e-6, logvar_clamp=None)
+                        for i in range(0, 7001, 1000)])
+    expected = torch.cat([results[0][1][i::7001] for i in range(0, 7001, 1000)])
+    torch.testing.assert_close(single, expected, rtol=0, atol=0)
+
+
+def test_extremes_saturate_overflow_to_minus_inf_and_propagate_nan():
+    w1, b1 = torch.tensor([[1.0], [-1.0]]), torch.zeros(2)
+    layers = [(w1, b1, 1), (torch.eye(2), torch.zeros(2), 0)]
+    h = native.mlp_forward(layers, torch.tensor([[1000.0], [-1000.0], [float("nan")]]))
+    # saturated: 1, and 0 up to a denormal (exp's argument is clamped at 88.4: never inf)
+    torch.testing.assert_close(h[:2], torch.tensor([[1.0, 0.0], [0.0, 1.0]]), rtol=0, atol=1e-37)
+    assert torch.isnan(h[2]).all()
+    # a log-variance whose σ overflows float32: −inf, as torch's Normal
+    out = [(torch.tensor([[0.0], [1.0]]), torch.tensor([0.0, 0.0]), 0)]
+    z = torch.tensor([[1.0], [200.0], [float("nan")]])
+    x = torch.zeros(1, 1)
+    ll = native.mlp_gaussian_log_prob(out, z, x, std_floor=1e-6, logvar_clamp=None)
+    ref = gaussian_from_mean_logvar(torch.zeros(3, 1), z).log_prob(torch.zeros(3, 1))
+    assert ll[1] == ref[1] == -float("inf")
+    torch.testing.assert_close(ll[0], ref[0])
+    assert torch.isnan(ll[2])
+
+
+def test_bad_calls_raise():
+    layers = _layers([2, 8, 4], "sigmoid")
+    with pytest.raises(ValueError, match="tile"):
+        native.mlp_gaussian_log_prob(layers, torch.randn(10, 2), torch.randn(3, 2),
+                                     std_floor=1e-6, logvar_clamp=None)
+    with pytest.raises(ValueError, match="2-D float32"):
+        native.mlp_forward(layers, torch.randn(10, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="chain"):
+        native.mlp_forward(layers, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="activation"):
+        native.mlp_forward([(layers[0][0], layers[0][1], 9), layers[1]], torch.randn(10, 2))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "swish", "relu"])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_mlp_inference_takes_the_kernel_and_equals_torch(monkeypatch, activation, depth):
+    torch.manual_seed(0)
+    mlp = MLP(2, 4, hidden=40, depth=depth, activation=activation)
+    x = torch.randn(300, 2)
+    calls = []
+    kernel = native.mlp_forward
+    monkeypatch.setattr(native, "mlp_forward", lambda *a: calls.append(1) or kernel(*a))
+    with torch.no_grad():
+        fast = mlp(x)
+        with fast_paths(native_kernels=False):
+            plain = mlp(x)
+        small = mlp(x[:10])  # below NATIVE_MIN_ROWS: torch's ops
+    assert len(calls) == 1
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(small, plain[:10], rtol=1e-5, atol=1e-5)
+    # with autograd, tanh without the fold and GELU (no kernel): torch's ops
+    mlp(x)
+    with torch.no_grad(), fast_paths(folded_tanh=False):
+        mlp(x)
+    with torch.no_grad():
+        MLP(2, 4, hidden=8, activation="gelu")(x)
+    assert len(calls) == 1 + (activation != "tanh")
+
+
+def test_tiled_log_prob_equals_the_repeated_values():
+    torch.manual_seed(0)
+    dec = ConditionalGaussian(MLP(2, 6, hidden=30), logvar_clamp=(-6.0, 2.0))
+    z, x = torch.randn(4 * 50, 2), torch.randn(50, 3)
+    with torch.no_grad():
+        fast = tiled_log_prob(dec, x, z)
+        with fast_paths(native_kernels=False):
+            plain = tiled_log_prob(dec, x, z)
+        ref = dec(z).log_prob(x.repeat(4, 1))
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain, ref, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="tile"):
+        tiled_log_prob(dec, torch.randn(7, 3), z)
+
+
+@pytest.mark.parametrize("width", [5, 200])
+@pytest.mark.parametrize("objective_seed", [0, 1])
+def test_the_nll_with_the_kernel_equals_the_nll_without(monkeypatch, width, objective_seed):
+    torch.manual_seed(objective_seed)
+    model = tm.MLPModelConfig(x_dim=2, z_dim=2, hidden=width).build()
+    x = torch.as_tensor(tm.paper_2d_mixture().sample(300, seed=objective_seed)[0],
+                        dtype=torch.float32)
+    calls = []
+    kernel = native.mlp_gaussian_log_prob
+    monkeypatch.setattr(native, "mlp_gaussian_log_prob",
+                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    fast = importance_sampled_nll(model, x, 200, reduction="none")
+    assert calls
+    with fast_paths(native_kernels=False):
+        plain = importance_sampled_nll(model, x, 200, reduction="none")
+    assert abs(fast - plain).max() < 1e-4
+
+
+def _subprocess(code: str, **env: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, check=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_PROBE = """
+import json, torch
+from torchmim import native
+from torchmim.networks import MLP
+torch.manual_seed(0)
+with torch.no_grad():
+    y = MLP(2, 4, hidden=20)(torch.randn(200, 2))
+print(json.dumps({"available": native.available(), "reason": native.unavailable_reason(),
+                  "y": float(y.sum())}))
+"""
+
+
+def test_without_a_compiler_or_when_disabled_torch_runs_it(tmp_path):
+    base = _subprocess(_PROBE, TORCHMIM_CACHE_DIR=str(tmp_path / "a"))
+    none = _subprocess(_PROBE, CC=str(tmp_path / "no-such-cc"),
+                       TORCHMIM_CACHE_DIR=str(tmp_path / "b"))
+    off = _subprocess(_PROBE, TORCHMIM_NATIVE="0")
+    assert base["available"] and base["reason"] is None
+    assert not none["available"] and "no C compiler" in none["reason"]
+    assert not off["available"] and "TORCHMIM_NATIVE=0" in off["reason"]
+    assert abs(none["y"] - base["y"]) < 1e-4 and none["y"] == off["y"]
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_library_is_cached_and_reused(tmp_path):
+    _subprocess(_PROBE, TORCHMIM_CACHE_DIR=str(tmp_path))
+    built = list(tmp_path.glob("native-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.tmp"))
+    stamp = built[0].stat().st_mtime_ns
+    _subprocess(_PROBE, TORCHMIM_CACHE_DIR=str(tmp_path))
+    assert list(tmp_path.glob("native-*.so")) == built and built[0].stat().st_mtime_ns == stamp
+
+
+def test_a_broken_compiler_falls_back(tmp_path):
+    cc = tmp_path / "cc"
+    cc.write_text("#!/bin/sh\necho 'cc: error: broken' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    got = _subprocess(_PROBE, CC=str(cc), TORCHMIM_CACHE_DIR=str(tmp_path / "cache"))
+    assert not got["available"] and "did not compile" in got["reason"]
+
+
+def test_grad_mode_and_autocast_keep_torchs_ops():
+    mlp = MLP(2, 4, hidden=300)
+    x = torch.randn(500, 2)
+    assert mlp.native_layers(x) is None  # autograd on
+    with torch.no_grad():
+        assert mlp.native_layers(x) is not None
+        assert mlp.native_layers(x.double()) is None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert mlp.native_layers(x) is None
+        handle = mlp[0].register_forward_hook(lambda *a: None)
+        assert mlp.native_layers(x) is None
+        handle.remove()
+    assert isinstance(mlp[1], nn.Tanh)
