@@ -270,7 +270,10 @@ class MLP(nn.Sequential):
         if torch.is_grad_enabled():
             return self._training_forward(x)
         rows = x.shape[:-1].numel()
-        native_layers = self.native_layers(x) if rows >= NATIVE_MIN_ROWS else None
+        # the kernel pays where it fuses the output layer (≤ 8 outputs: 2.3–2.7× torch's ops);
+        # a wider output (fig4's 40) was 0.87× (bench/toy_fast_paths.py --only native)
+        native_layers = (self.native_layers(x) if rows >= NATIVE_MIN_ROWS
+                         and self.out_features <= native.FUSED_MAX_OUTPUTS else None)
         if native_layers is not None:
             out = native.mlp_forward(native_layers, x.reshape(rows, x.shape[-1]))
             return out.reshape(*x.shape[:-1], out.shape[-1])
@@ -306,8 +309,9 @@ class MLP(nn.Sequential):
         layers = []
         for w, b, act in self._inference_layers():
             code = _NATIVE_ACTIVATIONS.get(act if act is _sigmoid_ else type(act))
-            if b is None or w.dtype != torch.float32 or code is None:
-                return None
+            if (b is None or code is None or w.dtype != torch.float32 or b.dtype != torch.float32
+                    or w.device.type != "cpu" or b.device.type != "cpu"):
+                return None  # torch's ops, and their errors for mixed devices
             layers.append((w, b, code))
         return layers if native.available() else None
 

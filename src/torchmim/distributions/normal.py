@@ -41,7 +41,8 @@ class Normal(_TorchNormal):
         if (torch.is_grad_enabled() or self._validate_args or not FAST_PATHS.inplace_log_prob
                 or not isinstance(value, Tensor)):
             return super().log_prob(value)
-        if self._standard and torch.broadcast_shapes(value.shape, self.loc.shape) == value.shape:
+        if (self._standard and value.dtype == self.loc.dtype
+                and torch.broadcast_shapes(value.shape, self.loc.shape) == value.shape):
             return value.square().mul_(-0.5).sub_(_HALF_LOG_2PI)  # log σ = 0
         # (value − μ) has the broadcast shape of value and the parameters (μ and σ share theirs),
         # so every later step can write into it

@@ -31,13 +31,14 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["ACTIVATION_CODES", "available", "mlp_forward", "mlp_gaussian_log_prob",
+__all__ = ["ACTIVATION_CODES", "FUSED_MAX_OUTPUTS", "available", "mlp_forward", "mlp_gaussian_log_prob",
            "unavailable_reason"]
 
 _log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ _SOURCE = Path(__file__).with_name("kernels.c")
 
 #: Activation after a layer, as the kernel numbers them.
 ACTIVATION_CODES = {"none": 0, "sigmoid": 1, "silu": 2, "relu": 3}
+#: Widest output layer that the kernel fuses into the last hidden one (4 or 8 columns).
+FUSED_MAX_OUTPUTS = 8
 #: Rows per thread below which a call is not split across threads.
 _MIN_ROWS_PER_THREAD = 4096
 
@@ -81,9 +84,12 @@ def _cpu_flags() -> str:
 
 def _compile(cc: str, flags: list[str], out: Path) -> str | None:
     """Compile the kernels into ``out`` atomically; None on success, else the compiler's error."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem + ".", suffix=".tmp")
-    os.close(fd)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem + ".", suffix=".tmp")
+        os.close(fd)
+    except OSError as e:  # a cache folder this user cannot write: torch's ops
+        return f"cannot write the cache {out.parent}: {e}"
     try:
         proc = subprocess.run([cc, *_COMMON_FLAGS, *flags, "-o", tmp, str(_SOURCE)],
                               capture_output=True, text=True, timeout=120)
@@ -98,6 +104,17 @@ def _compile(cc: str, flags: list[str], out: Path) -> str | None:
             os.unlink(tmp)
 
 
+def _target_macros(cc: str, flags: list[str]) -> str:
+    """The compiler's predefined macros for ``flags`` (``-march=native`` expands to the CPU's
+    instruction sets): part of the cache key, so a library built for another CPU is never
+    loaded from a shared cache; '' where the compiler cannot list them."""
+    try:
+        return subprocess.run([cc, *flags, "-E", "-dM", "-x", "c", os.devnull],
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _load() -> ctypes.CDLL | None:
     global _lib, _reason
     if _lib is not None or _reason is not None:
@@ -105,40 +122,46 @@ def _load() -> ctypes.CDLL | None:
     with _lock:
         if _lib is not None or _reason is not None:
             return _lib
-        if os.environ.get("TORCHMIM_NATIVE", "1") == "0":
-            _reason = "disabled by TORCHMIM_NATIVE=0"
-            return None
-        cc = shutil.which(os.environ.get("CC", "cc"))
-        if cc is None:
-            _reason = f"no C compiler ({os.environ.get('CC', 'cc')!r} not found)"
-            return None
         try:
-            version = subprocess.run([cc, "--version"], capture_output=True, text=True,
-                                     timeout=30).stdout
-        except (OSError, subprocess.SubprocessError) as e:
-            _reason = f"C compiler {cc} does not run: {e}"
-            return None
-        errors = []
-        for flags in _FLAG_SETS:
-            key = hashlib.sha256("\0".join([_SOURCE.read_text(), cc, version, *_COMMON_FLAGS,
-                                            *flags, _cpu_flags()]).encode()).hexdigest()[:16]
-            path = _cache_dir() / f"native-{key}.so"
-            if not path.exists():
+            _lib, _reason = _build_and_load()
+        except Exception as e:  # noqa: BLE001  never an error from inference: torch's ops run
+            _lib, _reason = None, f"{type(e).__name__}: {e}"
+        if _reason is not None:
+            _log.info("torchmim.native: %s; using torch's ops", _reason)
+        return _lib
+
+
+def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
+    if os.environ.get("TORCHMIM_NATIVE", "1") == "0":
+        return None, "disabled by TORCHMIM_NATIVE=0"
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        return None, f"no C compiler ({os.environ.get('CC', 'cc')!r} not found)"
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, f"C compiler {cc} does not run: {e}"
+    source = _SOURCE.read_text()
+    errors = []
+    for flags in _FLAG_SETS:
+        key = hashlib.sha256("\0".join([source, cc, version, *_COMMON_FLAGS, *flags, _cpu_flags(),
+                                        _target_macros(cc, flags)]).encode()).hexdigest()[:16]
+        path = _cache_dir() / f"native-{key}.so"
+        for attempt in range(2):  # a cached file that does not load is rebuilt once
+            if attempt or not path.exists():
                 error = _compile(cc, flags, path)
                 if error is not None:
                     errors.append(f"{' '.join(flags) or 'default flags'}: {error}")
-                    continue
+                    break
             try:
                 lib = ctypes.CDLL(str(path))
-            except OSError as e:
-                errors.append(str(e))
-                continue
-            lib.tm_mlp.restype = ctypes.c_int
-            _lib = lib
-            return _lib
-        _reason = "the kernels did not compile: " + "; ".join(errors)
-        _log.info("torchmim.native: %s; using torch's ops", _reason)
-        return None
+                lib.tm_mlp.restype = ctypes.c_int
+                return lib, None
+            except (OSError, AttributeError) as e:
+                if attempt:
+                    errors.append(str(e))
+    return None, "the kernels did not compile: " + "; ".join(errors)
 
 
 def available() -> bool:
@@ -162,22 +185,30 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 _Layers = Sequence[tuple[Tensor, Tensor, int]]
 
 
-def _check(layers: _Layers, x: Tensor) -> None:
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2:
-        raise ValueError("the native kernels take a 2-D float32 CPU tensor")
+def _on_cpu(t: Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype == torch.float32
+
+
+def _check(layers: _Layers, x: Tensor, target: Tensor | None) -> None:
+    if not _on_cpu(x) or x.dim() != 2 or (target is not None and (not _on_cpu(target)
+                                                                 or target.dim() != 2)):
+        raise ValueError("the native kernels take 2-D float32 CPU tensors")
     width = x.shape[1]
     for w, b, _ in layers:
-        if (w.dtype != torch.float32 or b.dtype != torch.float32 or w.dim() != 2
-                or w.shape[1] != width or b.shape != (w.shape[0],)):
-            raise ValueError("the native kernels take float32 (weight, bias) layers that chain")
+        if (not _on_cpu(w) or not _on_cpu(b) or w.dim() != 2 or w.shape[1] != width
+                or b.shape != (w.shape[0],)):
+            raise ValueError("the native kernels take float32 CPU (weight, bias) layers that "
+                             "chain")
         width = w.shape[0]
+    if layers[-1][2] != ACTIVATION_CODES["none"]:
+        raise ValueError("the native kernels take no activation after the output layer")
 
 
 def _run(layers: _Layers, x: Tensor, out: Tensor, target: Tensor | None,
          gaussian: tuple[float, bool, float, float]) -> Tensor:
     lib = _load()
     assert lib is not None, "call available() first"
-    _check(layers, x)
+    _check(layers, x, target)
     ws = [w.detach().contiguous() for w, _, _ in layers]
     bs = [b.detach().contiguous() for _, b, _ in layers]
     n_layers = len(layers)
@@ -219,8 +250,13 @@ def _run(layers: _Layers, x: Tensor, out: Tensor, target: Tensor | None,
         step = -(-rows // threads)
         if target is not None:
             step += -step % period
-        codes = list(_executor(threads).map(lambda s: call(s, min(rows, s + step)),
-                                            range(0, rows, step)))
+        jobs = [_executor(threads).submit(call, s, min(rows, s + step))
+                for s in range(0, rows, step)]
+        try:
+            codes = [j.result() for j in jobs]
+        finally:  # an interrupt must not unwind this frame, freeing the tensors (ws, bs, the
+            # target...) that running kernels still read, before they finish
+            futures.wait(jobs)
     if any(codes):
         raise (MemoryError("torchmim.native: out of memory for a kernel's tile buffers")
                if 1 in codes else ValueError("torchmim.native: unknown activation code"))

@@ -43,14 +43,17 @@ static inline vf vmin(vf a, float b) { return vselect(a > b, splat(b), a); }
 static inline vf vmax(vf a, float b) { return vselect(a < b, splat(b), a); }
 #endif
 
-/* exp(x) for x <= 88.376 (clamped there: never inf, so 1 + exp(-a) has a finite reciprocal) */
+/* exp(x), x clamped to [-104, 88.376]: never inf, so 1 + exp(-a) has a finite reciprocal, and
+ * the range reduction stays exact (below -104 the result is 0 in float32 anyway). Between 88.376
+ * and 88.72, where float32's exp is still finite, this returns exp(88.376): only a log-variance
+ * above 176.75 without a clamp reaches it. */
 static inline vf exp_v(vf x) {
-    x = vmin(x, 88.3762626647949f);
+    x = vmax(vmin(x, 88.3762626647949f), -104.0f);
 #if defined(__AVX512F__)
     vf n = (vf)_mm512_roundscale_ps((__m512)(x * 1.44269504088896341f),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
-    x = vmax(x, -87.3365447505531f);
+    x = vmax(x, -87.3365447505531f); /* 2^n stays a normal float */
     vf t = x * 1.44269504088896341f + 0.5f;
     vi ni = __builtin_convertvector(t, vi);
     ni += (__builtin_convertvector(ni, vf) > t); /* floor: truncation, one down where t < 0 */
@@ -167,7 +170,7 @@ static vf gaussian(const vf *out, int dx, const float *target, long period, long
         vf x;
         for (int r = 0; r < T; r++) x[r] = target[idx[r] + d];
         vf lv = out[dx + d];
-        if (clamp) lv = vmax(vmin(lv, hi), lo);
+        if (clamp) lv = vmin(vmax(lv, lo), hi); /* torch's clamp: min(max(x, lo), hi) */
         vf std = exp_v(0.5f * lv) + std_floor;
         vf t = (x - out[d]) / std;
         ll += -0.5f * t * t - log_v(std) - half_log_2pi;
