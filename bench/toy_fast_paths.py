@@ -138,17 +138,25 @@ def bench_native(rows: list[dict], a) -> None:
                      "max_abs_difference": float((vals["fast"] - vals["plain"]).abs().max()),
                      "load": f"{l0} → {load()}"})
         print(rows[-1], flush=True)
-        x = toy_data(x_dim, a.nll_points, 0)
-        l0 = load()
-        t, vals = interleave({"fast": partial(nll_of, model, x, True, True),
-                              "plain": partial(nll_of, model, x, True, False)}, a.rounds)
-        rows.append({"bench": f"IS-NLL, {a.nll_points:,} points, S = 1000, x∈R^{x_dim}, "
-                              f"z∈R^{z_dim}, width {width}: native kernel vs torch",
-                     "unit": "s", "fast": t["fast"], "plain": t["plain"],
-                     "ratio": t["plain"] / t["fast"],
-                     "ns_per_pair": t["fast"] / (a.nll_points * 1000) * 1e9,
-                     "nll": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
-        print(rows[-1], flush=True)
+        nll_row(rows, a, model, toy_data(x_dim, a.nll_points, 0), (x_dim, z_dim, width),
+                partial(nll_of, fast=True, native=True), partial(nll_of, fast=True, native=False),
+                ": native kernel vs torch")
+
+
+def nll_row(rows: list[dict], a, model, x: torch.Tensor, shape: tuple[int, int, int],
+            fast: Callable, plain: Callable, what: str = "") -> None:
+    """One IS-NLL row: ``fast(model, x)`` against ``plain(model, x)``, interleaved."""
+    x_dim, z_dim, width = shape
+    l0 = load()
+    t, vals = interleave({"fast": partial(fast, model, x), "plain": partial(plain, model, x)},
+                         a.rounds)
+    rows.append({"bench": f"IS-NLL, {a.nll_points:,} points, S = 1000, x∈R^{x_dim}, "
+                          f"z∈R^{z_dim}, width {width}{what}",
+                 "unit": "s", "fast": t["fast"], "plain": t["plain"],
+                 "ratio": t["plain"] / t["fast"],
+                 "ns_per_pair": t["fast"] / (a.nll_points * 1000) * 1e9,
+                 "nll": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
+    print(rows[-1], flush=True)
 
 
 def bench_train(rows: list[dict], a) -> None:
@@ -190,16 +198,8 @@ def bench_nll(rows: list[dict], a) -> None:
         x = toy_data(x_dim, a.nll_points, 0)
         torch.manual_seed(0)
         model = tm.MLPModelConfig(x_dim=x_dim, z_dim=z_dim, hidden=width).build()
-        l0 = load()
-        t, vals = interleave({"fast": partial(nll_of, model, x, True),
-                              "plain": partial(nll_of, model, x, False)}, a.rounds)
-        rows.append({"bench": f"IS-NLL, {a.nll_points:,} points, S = 1000, x∈R^{x_dim}, "
-                              f"z∈R^{z_dim}, width {width}",
-                     "unit": "s", "fast": t["fast"], "plain": t["plain"],
-                     "ratio": t["plain"] / t["fast"],
-                     "ns_per_pair": t["fast"] / (a.nll_points * 1000) * 1e9,
-                     "nll": [vals["fast"], vals["plain"]], "load": f"{l0} → {load()}"})
-        print(rows[-1], flush=True)
+        nll_row(rows, a, model, x, (x_dim, z_dim, width), partial(nll_of, fast=True),
+                partial(nll_of, fast=False))
 
 
 def best_us(f: Callable[[], object], n: int = 300) -> float:
