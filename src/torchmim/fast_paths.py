@@ -59,11 +59,13 @@ class _FastPaths:
 
     * ``native_kernels`` (on): without autograd, on the CPU in float32, an
       :class:`~torchmim.networks.MLP` of at least ``networks.NATIVE_MIN_ROWS`` rows (sigmoid,
-      folded-tanh, SiLU or ReLU units) runs as one fused kernel of :mod:`torchmim.native`
-      (compiled with the system's C compiler on first use; torch's ops where none is found), and
-      the IS-NLL of a Gaussian MLP decoder evaluates its log-density in the same pass
-      (``ConditionalGaussian.tiled_log_prob``): ~3× faster than torch's ops at width 500 (the
-      toy IS-NLL). Equal to them up to float rounding (tests/test_native.py).
+      folded-tanh, SiLU or ReLU units, at most ``native.FUSED_MAX_OUTPUTS`` outputs) runs as
+      one fused kernel of :mod:`torchmim.native` (compiled with the system's C compiler on first
+      use; torch's ops where none is found), and the IS-NLL of a Gaussian MLP decoder evaluates
+      its log-density in the same pass (``ConditionalGaussian.tiled_log_prob``): the MLP
+      2.3–2.7× and the toy IS-NLL 1.9–2.4× faster than torch's ops (fig4's shape 1.34×;
+      ``bench/toy_fast_paths.py --only native``). Equal to them up to float rounding
+      (tests/test_native.py).
 
     The switches change float rounding only; ``fast_paths(folded_tanh=False,
     inference_blocks=False, affine_backward=False, inplace_log_prob=False, native_kernels=False)``

@@ -5,8 +5,8 @@ pairs per model in the IS-NLL; torch runs it as three passes over a (pairs × wi
 and takes ~1 ns per pair and hidden unit on the benchmark machine. ``kernels.c`` runs the whole
 network on a tile of 16 rows held in vector registers, fuses a narrow output layer into the last
 hidden one, and can evaluate the diagonal Gaussian's log-density of the target in the same pass
-(~3× faster at width 500, ``bench/toy_fast_paths.py --only native``). Equal to torch's ops up to
-float rounding (tests/test_native.py); used by :class:`~torchmim.networks.MLP` without autograd and
+(the MLP 2.3–2.7× and the toy IS-NLL 1.9–2.4× faster, ``bench/toy_fast_paths.py --only
+native``). Equal to torch's ops up to float rounding (tests/test_native.py); used by :class:`~torchmim.networks.MLP` without autograd and
 by :class:`~torchmim.distributions.conditional.ConditionalGaussian`'s ``tiled_log_prob`` (the
 IS-NLL), where ``FAST_PATHS.native_kernels`` is on (the default).
 

@@ -7,7 +7,7 @@
  * traffic or call overhead at these shapes (~1 ns per pair and hidden unit measured). Here one pass
  * keeps a tile of 16 rows in vector registers through every layer: the hidden unit's pre-activation
  * (a broadcast FMA per input), its activation, and its contribution to the narrow output layer,
- * without writing the hidden activation anywhere (~0.35 ns per pair and unit, bench/
+ * without writing the hidden activation anywhere (~0.4 ns per pair and unit, bench/
  * toy_fast_paths.py --only native). The optional epilogue evaluates the diagonal Gaussian's
  * log-density of the target rows from the (mean, log-variance) outputs, so the decoder's output is
  * never materialised either.
