@@ -388,3 +388,13 @@ def test_the_portable_build_equals_torch(tmp_path):
     """The code for compilers without AVX-512 (Arm, older x86): built without -march here."""
     got = _subprocess(_PORTABLE, TORCHMIM_CACHE_DIR=str(tmp_path))
     assert got["available"] and got["mlp"] < 1e-5 and got["ll"] < 1e-5
+
+
+def test_a_shared_cache_folder_is_not_loaded_from(tmp_path):
+    """Compiled code is loaded into the process: never from a folder others can write."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    got = _subprocess(_PROBE, TORCHMIM_CACHE_DIR=str(shared))
+    assert not got["available"] and "not private" in got["reason"]
+    assert not list(shared.iterdir())

@@ -12,7 +12,8 @@ IS-NLL), where ``FAST_PATHS.native_kernels`` is on (the default).
 
 Plain C without torch headers, compiled with the system's C compiler (``$CC``, else ``cc``) in well
 under a second and loaded with :mod:`ctypes`; cached in ``$TORCHMIM_CACHE_DIR`` (default
-``$XDG_CACHE_HOME/torchmim`` or ``~/.cache/torchmim``) under a name hashed from the source, the
+``$XDG_CACHE_HOME/torchmim`` or ``~/.cache/torchmim``; it must be owned by the user and not
+writable by group or others, as compiled code is loaded from it) under a name hashed from the source, the
 compiler, the flags and the CPU's feature flags (``-march=native`` code runs only where it was
 built), written atomically (compiled to a temporary file, then renamed), so concurrent processes
 can share the cache. Where nothing compiles (no compiler, ``TORCHMIM_NATIVE=0``), :func:`available`
@@ -143,11 +144,21 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
     except (OSError, subprocess.SubprocessError) as e:
         return None, f"C compiler {cc} does not run: {e}"
     source = _SOURCE.read_text()
+    cache = _cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        return None, f"cannot write the cache {cache}: {e}"
+    if hasattr(os, "getuid"):  # a library is loaded into this process: only from a private folder
+        st = cache.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return None, (f"the cache {cache} is not private to this user (owner or group/world "
+                          "write permission): not loading compiled code from it")
     errors = []
     for flags in _FLAG_SETS:
         key = hashlib.sha256("\0".join([source, cc, version, *_COMMON_FLAGS, *flags, _cpu_flags(),
                                         _target_macros(cc, flags)]).encode()).hexdigest()[:16]
-        path = _cache_dir() / f"native-{key}.so"
+        path = cache / f"native-{key}.so"
         for attempt in range(2):  # a cached file that does not load is rebuilt once
             if attempt or not path.exists():
                 error = _compile(cc, flags, path)
