@@ -71,8 +71,8 @@ def test_mlp_forward_equals_torch(act, dims, rows):
     out = native.mlp_forward(layers, x)
     ref = _torch_mlp(layers, x, act)
     assert out.shape == (rows, dims[-1]) and out.dtype == torch.float32
-    # float32 sums of up to 500 terms against float64: a wrong polynomial coefficient or a
-    # misplaced tile row is off by far more (1e-4 and up)
+    # float32 sums of up to 500 terms against float64: a misplaced tile row or weight is off by
+    # far more (1e-4 and up); the polynomials' last digits are pinned by the precision test
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -144,6 +144,9 @@ def test_bad_calls_raise():
     layers = _layers([2, 8, 4], "sigmoid")
     with pytest.raises(ValueError, match="tile"):
         native.mlp_gaussian_log_prob(layers, torch.randn(10, 2), torch.randn(3, 2),
+                                     std_floor=1e-6, logvar_clamp=None)
+    with pytest.raises(ValueError, match="2-D"):  # a 1-D target: no IndexError from inside
+        native.mlp_gaussian_log_prob(layers, torch.randn(10, 2), torch.randn(10),
                                      std_floor=1e-6, logvar_clamp=None)
     with pytest.raises(ValueError, match="2-D float32"):
         native.mlp_forward(layers, torch.randn(10, 2, dtype=torch.float64))
@@ -381,6 +384,41 @@ with torch.no_grad():
 print(json.dumps({"available": native.available(), "mlp": float((out - ref).abs().max()),
                   "ll": float(((ll - lref).abs() / lref.abs()).max())}))
 """
+
+
+_PRECISION = """
+import json, torch
+from torchmim import native
+PORTABLE
+# one-to-one layers: the matmul is exact, so what is measured is the kernel's exp, log and
+# reciprocal on a dense grid, against float64
+x = torch.linspace(-30, 30, 120001).reshape(-1, 1)
+one, zero = torch.ones(1, 1), torch.zeros(1)
+got = {}
+for name, f in (("sigmoid", torch.sigmoid), ("silu", torch.nn.functional.silu)):
+    layers = [(one, zero, native.ACTIVATION_CODES[name]), (one, zero, 0)]
+    ref = f(x.double())
+    got[name] = float(((native.mlp_forward(layers, x).double() - ref).abs() / ref.abs()).max())
+lv = torch.linspace(-8, 8, 100001).reshape(-1, 1)  # mean = target: log N = -log(σ) - log(2π)/2
+ll = native.mlp_gaussian_log_prob([(torch.tensor([[0.0], [1.0]]), torch.zeros(2), 0)], lv,
+                                  torch.zeros(1, 1), std_floor=1e-3, logvar_clamp=None)
+sigma = torch.exp(0.5 * lv.double().squeeze(1)) + 1e-3
+ref = -torch.log(sigma) - 0.5 * torch.log(torch.tensor(2 * torch.pi, dtype=torch.float64))
+got["gaussian"] = float((ll.double() - ref).abs().max())
+print(json.dumps(got))
+"""
+
+
+@needs_native
+@pytest.mark.parametrize("portable", [False, True])
+def test_exp_log_and_reciprocal_are_accurate_to_a_few_ulp(tmp_path, portable):
+    """Measured: sigmoid and SiLU within 2.1e-7 relative (3.4 × 2⁻²⁴), the Gaussian log-density
+    within 3.6e-7 absolute (its values reach 5, where a float32 step is 4.8e-7). A coefficient
+    of the exp or log polynomial wrong in its fourth digit gives 8e-7 and 5.2e-7: this fails."""
+    patch = "native._FLAG_SETS = ([],)" if portable else ""
+    got = _subprocess(_PRECISION.replace("PORTABLE", patch), TORCHMIM_CACHE_DIR=str(tmp_path))
+    assert got["sigmoid"] < 3e-7 and got["silu"] < 3e-7, got
+    assert got["gaussian"] < 4.5e-7, got
 
 
 @needs_native

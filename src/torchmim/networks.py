@@ -270,14 +270,14 @@ class MLP(nn.Sequential):
         if torch.is_grad_enabled():
             return self._training_forward(x)
         rows = x.shape[:-1].numel()
+        layers = self._inference_layers()
         # the kernel pays where it fuses the output layer (≤ 8 outputs: 2.3–2.7× torch's ops);
         # a wider output (fig4's 40) was 0.87× (bench/toy_fast_paths.py --only native)
-        native_layers = (self.native_layers(x) if rows >= NATIVE_MIN_ROWS
+        native_layers = (self._as_native(layers, x) if rows >= NATIVE_MIN_ROWS
                          and self.out_features <= native.FUSED_MAX_OUTPUTS else None)
         if native_layers is not None:
             out = native.mlp_forward(native_layers, x.reshape(rows, x.shape[-1]))
             return out.reshape(*x.shape[:-1], out.shape[-1])
-        layers = self._inference_layers()
         block = max(INFERENCE_MIN_ROWS, INFERENCE_BLOCK // max(w.shape[0] for w, _, _ in layers[:-1]))
         if not FAST_PATHS.inference_blocks or rows <= block or x.device.type != "cpu":
             return _run_layers(x, layers)
@@ -303,17 +303,25 @@ class MLP(nn.Sequential):
         ``x``, where that kernel applies: ``FAST_PATHS.native_kernels``, no autograd, float32 on
         the CPU without autocast, activations it has (sigmoid, folded tanh, SiLU, ReLU), no
         hooks or transforms, the kernels compiled. Else None (torch's ops)."""
-        if (not FAST_PATHS.native_kernels or torch.is_grad_enabled() or x.device.type != "cpu"
-                or x.dtype != torch.float32 or _autocast_on("cpu") or self._plain_only(x)):
+        if self._plain_only(x):
             return None
-        layers = []
-        for w, b, act in self._inference_layers():
+        return self._as_native(self._inference_layers(), x)
+
+    @staticmethod
+    def _as_native(layers: list[_Layer], x: Tensor) -> list[tuple[Tensor, Tensor, int]] | None:
+        """:meth:`native_layers` for an input that may take the fast paths (``_plain_only``
+        checked by the caller), from the layers of :meth:`_inference_layers`."""
+        if (not FAST_PATHS.native_kernels or torch.is_grad_enabled() or x.device.type != "cpu"
+                or x.dtype != torch.float32 or _autocast_on("cpu") or not native.available()):
+            return None
+        out = []
+        for w, b, act in layers:
             code = _NATIVE_ACTIVATIONS.get(act if act is _sigmoid_ else type(act))
             if (b is None or code is None or w.dtype != torch.float32 or b.dtype != torch.float32
                     or w.device.type != "cpu" or b.device.type != "cpu"):
                 return None  # torch's ops, and their errors for mixed devices
-            layers.append((w, b, code))
-        return layers if native.available() else None
+            out.append((w, b, code))
+        return out
 
     def _training_forward(self, x: Tensor) -> Tensor:
         """With autograd, on the CPU: a tanh network of width ≥ ``FOLD_MIN_WIDTH`` runs with

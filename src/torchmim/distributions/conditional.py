@@ -56,11 +56,15 @@ def gaussian_from_mean_logvar(
     return diagonal_normal(mean, std, event_ndims)
 
 
+def _check_tiling(n: int, rows: int) -> None:
+    if n == 0 or rows % n:
+        raise ValueError(f"tiled_log_prob: {n} values do not tile {rows} contexts")
+
+
 def _tile_rows(value: Tensor, rows: int) -> Tensor:
     """``value`` (n, ...) repeated to ``rows`` rows: row i is value[i mod n]."""
     n = value.shape[0]
-    if n == 0 or rows % n:
-        raise ValueError(f"tiled_log_prob: {n} values do not tile {rows} contexts")
+    _check_tiling(n, rows)
     return value.unsqueeze(0).expand((rows // n,) + tuple(value.shape)).reshape(
         (rows,) + tuple(value.shape[1:]))
 
@@ -131,6 +135,7 @@ class ConditionalGaussian(nn.Module):
         Gaussian's log-density in one pass of its kernel, neither the outputs nor the repeated
         values materialised (equal up to float rounding, tests/test_native.py). Else the
         distribution's ``log_prob`` of the repeated values."""
+        _check_tiling(value.shape[0], context.shape[0])
         layers = None
         net = self.network
         if (type(net).forward is MLP.forward and type(self).forward is ConditionalGaussian.forward
@@ -140,7 +145,7 @@ class ConditionalGaussian(nn.Module):
                 and context.dim() == 2 and value.dtype == torch.float32
                 and value.device.type == "cpu" and net.out_features == 2 * value.shape[1]):
             layers = net.native_layers(context)  # None where the kernel does not apply
-        if layers is None or context.shape[0] % max(value.shape[0], 1) or value.shape[0] == 0:
+        if layers is None:
             return self(context).log_prob(_tile_rows(value, context.shape[0]))
         return native.mlp_gaussian_log_prob(layers, context, value, std_floor=self.std_floor,
                                             logvar_clamp=self.logvar_clamp)

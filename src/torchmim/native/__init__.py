@@ -85,8 +85,7 @@ def _cpu_flags() -> str:
 
 def _compile(cc: str, flags: list[str], out: Path) -> str | None:
     """Compile the kernels into ``out`` atomically; None on success, else the compiler's error."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the folder exists (_build_and_load made it)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.stem + ".", suffix=".tmp")
         os.close(fd)
     except OSError as e:  # a cache folder this user cannot write: torch's ops
@@ -261,8 +260,8 @@ def _run(layers: _Layers, x: Tensor, out: Tensor, target: Tensor | None,
         step = -(-rows // threads)
         if target is not None:
             step += -step % period
-        jobs = [_executor(threads).submit(call, s, min(rows, s + step))
-                for s in range(0, rows, step)]
+        pool = _executor(threads)
+        jobs = [pool.submit(call, s, min(rows, s + step)) for s in range(0, rows, step)]
         try:
             codes = [j.result() for j in jobs]
         finally:  # an interrupt must not unwind this frame, freeing the tensors (ws, bs, the
@@ -288,6 +287,8 @@ def mlp_gaussian_log_prob(layers: _Layers, context: Tensor, target: Tensor, *,
     :func:`~torchmim.distributions.conditional.gaussian_from_mean_logvar`); n = ``len(target)``
     must divide ``len(context)``. Without autograd; requires :func:`available`."""
     rows, n = context.shape[0], target.shape[0]
+    if target.dim() != 2:
+        raise ValueError("mlp_gaussian_log_prob: the target must be 2-D (points × dimensions)")
     if n == 0 or rows % n or layers[-1][0].shape[0] != 2 * target.shape[1]:
         raise ValueError("mlp_gaussian_log_prob: the target rows must tile the context rows and "
                          "the MLP must output a mean and a log-variance per target dimension")

@@ -159,13 +159,14 @@ static const fused_fn FUSED_FNS[2][4] = {{fused4_0, fused4_1, fused4_2, fused4_3
 
 /* log N(target[row mod period]; mean, exp(clamp(logvar)/2) + std_floor) summed over the dx
  * dimensions, for the rows of one tile; out: dx means then dx log-variances */
-static vf gaussian(const vf *out, int dx, const float *target, long period, long row0, long n,
+static vf gaussian(const vf *out, int dx, const float *target, long period, long row0,
                    float std_floor, int clamp, float lo, float hi) {
     const float half_log_2pi = 0.918938533204672742f;
     vf ll = splat(0.0f);
     vi inf = {0};
     long idx[T];
-    for (int r = 0; r < T; r++) idx[r] = ((row0 + (r < n ? r : 0)) % period) * dx;
+    /* lanes past the last row read a valid target row too: their results are discarded */
+    for (int r = 0; r < T; r++) idx[r] = ((row0 + r) % period) * dx;
     for (int d = 0; d < dx; d++) {
         vf x;
         for (int r = 0; r < T; r++) x[r] = target[idx[r] + d];
@@ -210,7 +211,7 @@ int tm_mlp(long rows, int L, const int *dims, const float *const *w, const float
             vf *t = src; src = dst; dst = t;
         }
         if (target) {
-            vf ll = gaussian(src, dout / 2, target, period, i, n, std_floor, clamp, lo, hi);
+            vf ll = gaussian(src, dout / 2, target, period, i, std_floor, clamp, lo, hi);
             for (long r = 0; r < n; r++) out[i + r] = ll[r];
         } else {
             for (long r = 0; r < n; r++)
