@@ -28,12 +28,6 @@ interleaved with the order flipped every round, medians reported:
   fig4's shape. The ``nll`` rows above keep the kernel off in both arms (the sixth round's
   comparison).
 
-* ``density``: the eighth round's Gaussian log-density with a hand-written backward
-  (``distributions.normal.gaussian_log_density``, under ``FAST_PATHS.inplace_log_prob``) against
-  torch's formula under autograd, every other fast path on in both arms: four epochs of a
-  vectorised group of 20 at β = 1 at each ``--widths`` and fig4's shape, and the density's
-  forward + backward alone on (20, 128, D) terms.
-
 * ``ops``: the single ops behind these paths, each against the op it replaces (µs per call,
   best of 7 × 300 calls): a linear map's forward + backward with ``networks._Affine`` against
   autograd's ``F.linear`` / ``baddbmm`` for one model and for 20 stacked members at batch 128
@@ -90,9 +84,8 @@ def toy_data(x_dim: int, n: int, seed: int) -> torch.Tensor:
 
 
 def group_epoch(x_dim: int, z_dim: int, width: int, x: torch.Tensor, v: torch.Tensor,
-                cfg: TrainerConfig, fast: bool | None) -> list[float]:
-    """One epoch of a group of 20 (10 MIM + 10 VAE); the members' validation losses.
-    ``fast=None``: the fast paths as ``FAST_PATHS`` says."""
+                cfg: TrainerConfig, fast: bool) -> list[float]:
+    """One epoch of a group of 20 (10 MIM + 10 VAE); the members' validation losses."""
     models = []
     for i in range(20):
         torch.manual_seed(i)
@@ -100,50 +93,6 @@ def group_epoch(x_dim: int, z_dim: int, width: int, x: torch.Tensor, v: torch.Te
     vt = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10, cfg, seeds=list(range(20)),
                            fast=fast)
     return [h[-1]["val_loss"] for h in vt.fit([x] * 20, [v] * 20)]
-
-
-def density_epoch(x_dim: int, z_dim: int, width: int, x: torch.Tensor, v: torch.Tensor,
-                  cfg: TrainerConfig, fused: bool) -> list[float]:
-    with fast_paths(inplace_log_prob=fused):
-        return group_epoch(x_dim, z_dim, width, x, v, cfg, None)
-
-
-def bench_density(rows: list[dict], a) -> None:
-    """The eighth round's Gaussian log-density with a hand-written backward
-    (``distributions.normal.gaussian_log_density``) against torch's formula under autograd, every
-    other fast path on in both arms: one epoch of a group of 20 at β = 1 (MIM's decoder path
-    on), and the density's forward + backward alone on a group's (20, 128, D) terms."""
-    from torchmim.distributions.normal import gaussian_log_density
-
-    cfg = TrainerConfig(epochs=4, warmup_epochs=0, progress=False, min_steps=0)
-    shapes = [(2, 2, w) for w in a.widths] + ([(20, 10, 50)] if a.fig4 else [])
-    for x_dim, z_dim, width in shapes:
-        x, v = toy_data(x_dim, 10_000 // 4, 0), toy_data(x_dim, 2_000, 1)
-        run = partial(density_epoch, x_dim, z_dim, width, x, v, cfg)
-        l0 = load()
-        t, vals = interleave({"fast": partial(run, True), "plain": partial(run, False)}, a.rounds)
-        diff = max(abs(p - q) for p, q in zip(vals["fast"], vals["plain"]))
-        rows.append({"bench": f"group of 20 (10 MIM + 10 VAE), x∈R^{x_dim}, z∈R^{z_dim}, "
-                              f"width {width}: 4 epochs of 2,500 points at β = 1, fused "
-                              "Gaussian density backward", "unit": "s", "fast": t["fast"],
-                     "plain": t["plain"], "ratio": t["plain"] / t["fast"],
-                     "max_val_loss_difference": diff, "load": f"{l0} → {load()}"})
-        print(rows[-1], flush=True)
-    g = torch.Generator().manual_seed(0)
-    for d in (2, 10, 20):
-        v, loc = torch.randn(20, 128, d, generator=g), torch.randn(20, 128, d, generator=g)
-        scale = torch.rand(20, 128, d, generator=g) + 0.1
-        args = [t.requires_grad_() for t in (v, loc, scale)]
-
-        def step(fused: bool, args=args) -> object:
-            return torch.autograd.grad(gaussian_log_density(*args, fused=fused).sum(), args)
-
-        l0 = load()
-        tf, tp = best_us(partial(step, True)), best_us(partial(step, False))
-        rows.append({"bench": f"Gaussian log-density (20, 128, {d}), forward + backward: "
-                              "hand-written vs autograd", "unit": "µs", "fast": tf, "plain": tp,
-                     "ratio": tp / tf, "load": f"{l0} → {load()}"})
-        print(rows[-1], flush=True)
 
 
 def one_model_epoch(objective: str, width: int, x: torch.Tensor, v: torch.Tensor,
@@ -314,7 +263,7 @@ def bench_ops(rows: list[dict], a) -> None:
 
 
 BENCHES = {"train": bench_train, "trainer": bench_trainer, "nll": bench_nll,
-           "native": bench_native, "density": bench_density, "ops": bench_ops}
+           "native": bench_native, "ops": bench_ops}
 
 
 def main() -> None:

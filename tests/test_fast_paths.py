@@ -434,62 +434,6 @@ def test_diagonal_normal_equals_torchs_independent(dtype, d, event_ndims):
     torch.testing.assert_close(y, ref, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("shapes", [((5, 7, 3), (5, 7, 3), (5, 7, 3)),   # a group's terms
-                                    ((5, 7, 3), (7, 3), (5, 1, 3)),      # broadcast parameters
-                                    ((7, 3), (5, 7, 3), (5, 7, 3))])     # a broadcast value
-@pytest.mark.parametrize("masked", [False, True])
-def test_gaussian_log_density_backward_is_the_exact_gradient(float64, shapes, masked):
-    """The hand-written backward of gaussian_log_density (vectorised groups train with it):
-    gradcheck against finite differences in float64, and value and gradients equal to torch's
-    Independent(Normal).log_prob with autograd."""
-    from torch.distributions import Normal as TorchNormal
-
-    from torchmim.distributions.normal import _GaussianLogDensity, gaussian_log_density
-
-    g = torch.Generator().manual_seed(len(shapes[1]))
-    v, loc, scale = (torch.randn(s, generator=g, dtype=torch.float64) for s in shapes)
-    scale = (scale.abs() + 0.3).requires_grad_()
-    v.requires_grad_(), loc.requires_grad_()
-    mask = torch.tensor([True, False, True]).view(1, 3) if masked else None
-    torch.autograd.gradcheck(lambda *a: _GaussianLogDensity.apply(*a, mask), (v, loc, scale))
-    fast = gaussian_log_density(v, loc, scale, mask)
-    t = TorchNormal(loc, scale).log_prob(v)
-    ref = (torch.where(mask, t, 0.0) if masked else t).sum(-1)
-    assert "_GaussianLogDensity" in type(fast.grad_fn).__name__
-    torch.testing.assert_close(fast, ref, rtol=1e-14, atol=1e-12)
-    w = torch.randn(fast.shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad((fast * w).sum(), (v, loc, scale)),
-                    torch.autograd.grad((ref * w).sum(), (v, loc, scale))):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    with fast_paths(inplace_log_prob=False):  # the switch: torch's formula, op for op
-        assert "_GaussianLogDensity" not in type(gaussian_log_density(v, loc, scale).grad_fn).__name__
-    assert "_GaussianLogDensity" not in type(gaussian_log_density(v, loc, scale, fused=False)
-                                              .grad_fn).__name__
-    # under a torch.func transform: torch's formula, the same gradient
-    d_loc = torch.func.grad(lambda m: gaussian_log_density(v.detach(), m, scale.detach(),
-                                                           mask).sum())(loc.detach())
-    t = TorchNormal(loc, scale).log_prob(v)
-    expected = torch.autograd.grad((torch.where(mask, t, 0.0) if masked else t).sum(), loc)[0]
-    torch.testing.assert_close(d_loc, expected, rtol=1e-12, atol=1e-12)
-
-
-def test_gaussian_log_density_masked_terms_get_exactly_zero_gradient():
-    """A masked coordinate (a padded latent of a group) contributes 0 and gets a gradient of
-    exactly 0, even where its own term is not finite (σ = 0 there)."""
-    from torchmim.distributions.normal import gaussian_log_density
-
-    v = torch.tensor([[0.5, 0.0, 2.0]], requires_grad=True)
-    loc = torch.tensor([[0.1, 1.0, -1.0]], requires_grad=True)
-    scale = torch.tensor([[0.7, 0.0, 1.5]], requires_grad=True)
-    mask = torch.tensor([[True, False, True]])
-    out = gaussian_log_density(v, loc, scale, mask)
-    ref = torch.distributions.Normal(loc[:, [0, 2]], scale[:, [0, 2]]).log_prob(v[:, [0, 2]]).sum(-1)
-    torch.testing.assert_close(out, ref)
-    out.sum().backward()
-    for t in (v, loc, scale):
-        assert t.grad[0, 1] == 0.0 and torch.isfinite(t.grad).all()
-
-
 def test_folded_tanh_only_for_tanh_networks():
     from torchmim.networks import MLP
 

@@ -110,16 +110,9 @@ def test_vae_and_fast_paths_agree_to_rounding(float64, monkeypatch):
     # of operations; five epochs of MIM stay within 1e-9 in float64 (a wrong fold or gradient
     # is off by far more after the first step)
     calls = count_affine(monkeypatch)
-    from torchmim.distributions.normal import _GaussianLogDensity
-
-    densities: list[int] = []
-    apply = _GaussianLogDensity.apply
-    monkeypatch.setattr(_GaussianLogDensity, "apply", lambda *a: densities.append(1) or apply(*a))
     single = alone(2, tm.MIM(), CFG, hidden=60)
-    assert not densities  # the single trainer keeps torch's log_prob
     fast = group([2, 3], [tm.MIM(), tm.VAE()], CFG, hidden=60, fast=True)
-    # ... and the Gaussian log-densities with their hand-written backward
-    assert fast._fold and fast._affine and fast._fused_density and calls and densities
+    assert fast._fold and fast._affine and calls
     assert max_diff(single.model, fast.member_model(0)) < 1e-9
     assert max_diff(alone(3, tm.VAE(), CFG, hidden=60).model, fast.member_model(1)) < 1e-9
     # the plain trainer with its own fast paths (width 256: the fold and the 2 → 256 map)
@@ -140,9 +133,7 @@ def test_the_group_follows_the_global_switches():
     assert VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])._fold
     with fast_paths(folded_tanh=False, affine_backward=False):
         vt = VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])
-        assert not vt._fold and not vt._affine and vt._fused_density
-    with fast_paths(inplace_log_prob=False):
-        assert not VectorizedTrainer(models, tm.MIM(), CFG, seeds=[0])._fused_density
+        assert not vt._fold and not vt._affine
     swish = [tm.MLPModelConfig(hidden=8, activation="swish").build()]
     assert not VectorizedTrainer(swish, tm.MIM(), CFG, seeds=[0])._fold
 
@@ -388,18 +379,6 @@ def test_the_mask_keeps_padded_coordinates_out_of_every_log_density_over_z(float
     single = alone(7, tm.MIM(), CFG, z_dim=2)
     assert "train/decoder/log_pz" in vt.members[0].history[-1]
     assert_same_run(vt, 0, single)
-
-
-def test_padded_members_on_the_fast_paths_train_as_they_do_alone(float64):
-    """The fast paths (fold, affine backward, the Gaussian log-densities' hand-written backward
-    with the padding mask) on a padded group: member 0 (z_dim 2 of 5) is its own exact run up to
-    rounding, and its padded encoder rows never move (a masked term leaking a gradient would)."""
-    vt = group([7, 8], tm.MIM(), CFG, z_dims=[2, 5], fast=True)
-    assert vt._fused_density
-    single = alone(7, tm.MIM(), CFG, z_dim=2)
-    assert max_diff(single.model, vt.member_model(0)) < 1e-9
-    enc = vt.params["encoder.network.2.weight"][0]
-    assert bool((enc[2:5] == 0).all() and (enc[7:10] == 0).all())
 
 
 def test_padded_weights_stay_zero_and_members_save_their_own_shapes(tmp_path, float64):

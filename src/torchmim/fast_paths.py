@@ -49,11 +49,8 @@ class _FastPaths:
       (:class:`~torchmim.distributions.normal.Normal`: encoders, Gaussian decoders, the standard
       normal prior) compute ``log_prob`` as −½((x − μ)/σ)² − log σ − ½ log 2π in one temporary
       updated in place (plus log σ at the parameters' size), instead of torch's seven allocating
-      passes; the IS-NLL evaluates three such densities per (x, z) pair. With autograd, the
-      vectorised toy groups' Gaussian log-densities run with a hand-written backward
-      (:func:`~torchmim.distributions.normal.gaussian_log_density`: ~12 elementwise passes
-      instead of autograd's ~25; 1.06–1.14× on a group's epoch, ``bench/toy_fast_paths.py
-      --only density``). The same values and gradients up to float rounding.
+      passes; the IS-NLL evaluates three such densities per (x, z) pair. The same value up to
+      float rounding.
     * ``affine_backward`` (on): the linear maps of an :class:`~torchmim.networks.MLP` in training
       and of a vectorised group run through :func:`~torchmim.networks.affine`, whose backward lays
       out the products for the CPU's GEMM where that measured faster (a narrow input such as the

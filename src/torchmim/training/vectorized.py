@@ -78,7 +78,6 @@ from ..allocator import keep_freed_memory
 from ..config import to_dict
 from ..data.loading import as_tensor, batch_x, check_finite
 from ..data.toy import ResampledMixtureDataset
-from ..distributions.normal import gaussian_log_density
 from ..errors import CheckpointError, ConfigError, DataError, TorchMIMError, TrainingDivergedError
 from ..fast_paths import FAST_PATHS
 from ..io import atomic_save, checkpoint_to_dict, read_checkpoint
@@ -272,12 +271,10 @@ class VectorizedTrainer:
         fast: the CPU fast paths: a tanh network runs with sigmoid units, tanh(u) =
             2·sigmoid(2u) − 1 folded into its weights, and the affine maps whose products it
             speeds up with a backward laid out for the batched GEMM
-            (:func:`~torchmim.networks.affine`), and the Gaussian log-densities with their
-            hand-written backward (:func:`~torchmim.distributions.normal.gaussian_log_density`);
-            the same function and gradients up to float rounding, 1.1–2.4× faster than without
-            at widths 20–500 (docs/benchmarks.md). ``None`` (default): as the switches
-            ``FAST_PATHS.folded_tanh``, ``affine_backward`` and ``inplace_log_prob`` say (all
-            on unless changed with
+            (:func:`~torchmim.networks.affine`); the same function and gradients up to float
+            rounding, 1.1–2.4× faster than without at widths 20–500 (docs/benchmarks.md).
+            ``None`` (default): as the switches ``FAST_PATHS.folded_tanh`` and
+            ``affine_backward`` say (both on unless changed with
             :func:`~torchmim.fast_paths.fast_paths`); ``False`` runs ``torch.tanh`` and
             autograd's ``baddbmm`` and reproduces the single trainer run with the fast paths off
             (``fast_paths(folded_tanh=False, inference_blocks=False, affine_backward=False,
@@ -334,8 +331,6 @@ class VectorizedTrainer:
         self._fold = fold and cfg.activation == "tanh" and self.device.type == "cpu"
         #: networks.affine's backward, where it pays (it checks the device itself)
         self._affine = FAST_PATHS.affine_backward if fast is None else fast
-        #: the Gaussian log-densities with their hand-written backward (any device)
-        self._fused_density = FAST_PATHS.inplace_log_prob if fast is None else fast
         self.names = [n for n, _ in first.named_parameters()]
         self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
                                        for mod, z in zip(models, self.z_dims)])
@@ -491,14 +486,13 @@ class VectorizedTrainer:
             logvar = logvar.clamp(*self.clamp)
         return mean, torch.exp(0.5 * logvar) + self.floor
 
-    def _log_normal(self, v: Tensor, loc: Tensor, scale: Tensor,
-                    mask: Tensor | None = None) -> Tensor:
-        """torch's ``Independent(Normal(loc, scale), 1).log_prob(v)``; with ``mask`` (M, 1, D),
-        the sum over the real coordinates only (a padded coordinate's term is replaced by 0,
-        never multiplied: no NaN · 0, and its gradient is exactly 0). With ``_fused_density``
-        the hand-written backward of :func:`~torchmim.distributions.normal.gaussian_log_density`
-        (1.2× on a fig4 group step), else torch's formula written out op for op."""
-        return gaussian_log_density(v, loc, scale, mask, fused=self._fused_density)
+    @staticmethod
+    def _log_normal(v: Tensor, loc: Tensor, scale: Tensor, mask: Tensor | None = None) -> Tensor:
+        """torch's ``Independent(Normal(loc, scale), 1).log_prob(v)``, written out op for op;
+        with ``mask`` (M, 1, D), the sum over the real coordinates only (a padded coordinate's
+        term is replaced by 0, never multiplied: no NaN · 0, and its gradient is exactly 0)."""
+        t = -((v - loc) ** 2) / (2 * scale**2) - scale.log() - _LOG_SQRT_2PI
+        return (t if mask is None else torch.where(mask, t, 0.0)).sum(-1)
 
     @staticmethod
     def _log_std_normal(v: Tensor, mask: Tensor | None = None) -> Tensor:
