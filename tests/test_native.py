@@ -436,3 +436,15 @@ def test_a_shared_cache_folder_is_not_loaded_from(tmp_path):
     got = _subprocess(_PROBE, TORCHMIM_CACHE_DIR=str(shared))
     assert not got["available"] and "not private" in got["reason"]
     assert not list(shared.iterdir())
+
+
+@needs_native
+def test_the_group_step_prototype_of_the_benchmark_computes_autograds_gradients(tmp_path):
+    """bench/native_group_step.py's C prototype (docs/benchmarks.md, eighth round): its outputs
+    and gradients are torch's, so its timings compare like with like."""
+    from .helpers import load_file
+
+    bench = load_file("bench/native_group_step.py")
+    lib = bench.build(tmp_path)
+    for shape in [(3, 2, 5, 4), (2, 20, 7, 8)]:
+        assert bench.measure(lib, *shape, b=32)["max_relative_error"] < 1e-5
