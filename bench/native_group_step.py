@@ -1,18 +1,22 @@
-"""How much could a native kernel of the vectorised group's training step gain? (issue 11;
-a prototype measured for the next round, not library code)
+"""The vectorised group's training step with torchmim.native's MLP kernels (issue 11, eighth round).
 
-    python bench/native_group_step.py --out /tmp/native_step.json     # ~20 s
+    python bench/native_group_step.py --out /tmp/native_step.json     # ~1 min
 
-The forward and the closed-form backward of a stacked one-hidden-layer sigmoid MLP (M members,
-batch 128: y = W₂σ(W₁x + b₁) + b₂, and ∂x, ∂W₁, ∂b₁, ∂W₂, ∂b₂ for a given ∂y) written in ~50 lines
-of C — rows in the lanes of one 16-float vector as ``torchmim.native``'s inference kernel, the
-weight gradients accumulated per lane and reduced once per member, ``expf`` from libm — against
-torch's ``baddbmm`` + ``sigmoid_`` + autograd for the same tensors, one thread, in one process
-(best of 5 × 200 calls). The shapes are the encoder/decoder layers of the fig3 groups (2 → W → 4)
-and of fig4's (20 → 50 → 8, 4 → 50 → 40). It checks that both compute the same outputs and
-gradients (relative error printed) and needs a C compiler (``cc``); not run in the test suite.
-The whole step (both networks, the Gaussian densities of both paths, Adam) is what the next round
-would write; this measures what the MLP part alone could gain.
+Two tables, one thread, in one process:
+
+* ``step``: a fig3-shaped group's training step — the loss of 20 members (10 MIM + 10 VAE, β = 1,
+  so MIM's decoder path runs: four 2 → W → 4 MLPs per step) and its gradients, Adam excluded —
+  with ``FAST_PATHS.native_kernels`` on (``networks.native_group_mlp``: each MLP's forward and
+  backward one call of ``kernels.c``) against off (torch's ``baddbmm``/``affine`` + ``sigmoid_``
+  + autograd, every other fast path on in both), interleaved, 15 rounds of 10 steps, medians;
+  the largest relative difference of the gradients is printed. The kernel runs at every width
+  here, below ``vectorized.NATIVE_MIN_WIDTH`` too (the measurement behind that rule).
+* ``prototype``: the MLP alone as a ~50-line C prototype (the kernel's algorithm with libm's
+  ``expf``, called through ctypes without torchmim's wrapper or autograd) against torch's
+  ``baddbmm`` + ``sigmoid_`` + autograd on the same tensors (best of 5 × 200 calls), on fig3's
+  layers and on fig4's wider ones (20 → 50 → 8, 4 → 50 → 40: small GEMMs where torch's MKL
+  products win, which is why ``native_group_mlp`` leaves inputs wider than 4 and outputs wider
+  than 8 to torch). Checks that both compute the same outputs and gradients. Needs ``cc``.
 """
 
 from __future__ import annotations
@@ -134,12 +138,62 @@ def measure(lib: ctypes.CDLL, m: int, n_in: int, width: int, n_out: int, b: int 
             "native_us": t_native, "ratio": t_torch / t_native, "max_relative_error": err}
 
 
+def group_step(widths: list[int], rounds: int = 15) -> list[dict]:
+    """The ``step`` table (module docs)."""
+    import statistics
+
+    import torchmim as tm
+    from torchmim.layers import fast_paths
+    from torchmim.training import TrainerConfig, VectorizedTrainer
+    from torchmim.training.vectorized import _Kinds
+
+    rows = []
+    for width in widths:
+        models = []
+        for i in range(20):
+            torch.manual_seed(i)
+            models.append(tm.MLPModelConfig(hidden=width).build())
+        trainers = {}
+        for kernel in (True, False):
+            with fast_paths(native_kernels=kernel):
+                trainers[kernel] = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10,
+                                                     TrainerConfig(epochs=1), seeds=list(range(20)))
+            trainers[kernel]._native = kernel  # at every width, NATIVE_MIN_WIDTH's evidence
+        x = torch.as_tensor(tm.paper_2d_mixture().sample(20 * 128, seed=0)[0],
+                            dtype=torch.float32).reshape(20, 128, 2)
+        beta = torch.ones(20)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        grads = {}
+        for r in range(rounds):
+            for kernel in ((True, False) if r % 2 else (False, True)):
+                vt = trainers[kernel]
+                kind = _Kinds.of(vt.members, [1.0] * 20, vt.device)
+                params = [vt.params[n].clone().requires_grad_() for n in vt.names]
+                p = dict(zip(vt.names, params))
+                gens = [torch.Generator().manual_seed(j) for j in range(20)]
+                with fast_paths(native_kernels=kernel):
+                    t = time.perf_counter()
+                    for _ in range(10):
+                        loss, _ = vt._loss(p, x, beta, kind, gens, None)
+                        grads[kernel] = torch.autograd.grad(loss.sum(), params)
+                    times[kernel].append((time.perf_counter() - t) / 10)
+        fast, plain = statistics.median(times[True]), statistics.median(times[False])
+        diff = max(float((a - b).abs().max() / b.abs().max())
+                   for a, b in zip(grads[True], grads[False]))
+        rows.append({"width": width, "native_ms": 1e3 * fast, "torch_ms": 1e3 * plain,
+                     "ratio": plain / fast, "max_relative_gradient_difference": diff})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--widths", nargs="+", type=int, default=[5, 20, 50, 100, 200, 500])
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
+    steps = group_step(a.widths)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         lib = build(Path(tmp))
@@ -147,13 +201,20 @@ def main() -> None:
             rows.append(measure(lib, *shape))
             print(rows[-1], flush=True)
     print(f"\ntorch {torch.__version__}, 1 thread, batch 128\n")
+    print("| width | step with the kernel (ms) | with torch's ops (ms) | ratio | max rel. grad. diff. |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in steps:
+        print(f"| {r['width']} | {r['native_ms']:.2f} | {r['torch_ms']:.2f} | **{r['ratio']:.2f}** | "
+              f"{r['max_relative_gradient_difference']:.1e} |")
+    print()
     print("| members | MLP | torch (µs) | C prototype (µs) | ratio | max rel. error |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['members']} | {r['shape']} | {r['torch_us']:.0f} | {r['native_us']:.0f} | "
               f"**{r['ratio']:.2f}** | {r['max_relative_error']:.1e} |")
     if a.out is not None:
-        a.out.write_text(json.dumps({"rows": rows, "torch": torch.__version__}, indent=2) + "\n")
+        a.out.write_text(json.dumps({"step": steps, "prototype": rows, "torch": torch.__version__},
+                                    indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -448,3 +448,105 @@ def test_the_group_step_prototype_of_the_benchmark_computes_autograds_gradients(
     lib = bench.build(tmp_path)
     for shape in [(3, 2, 5, 4), (2, 20, 7, 8)]:
         assert bench.measure(lib, *shape, b=32)["max_relative_error"] < 1e-5
+
+
+def _group_tensors(m: int, rows: int, n_in: int, width: int, n_out: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(rows + width)
+    return [torch.randn(*s, generator=g, dtype=dtype).requires_grad_() for s in (
+        (m, rows, n_in), (m, width, n_in), (m, width), (m, n_out, width), (m, n_out))]
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(3, 128, 2, 5, 4), (2, 37, 2, 50, 4), (1, 16, 4, 7, 8),
+                                   (4, 5, 1, 3, 1), (5, 130, 2, 500, 4)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_group_mlp_forward_and_backward_equal_autograds(shape, threads):
+    """The vectorised group's native MLP (tail tiles of fewer than 16 rows, members split across
+    threads) against torch's baddbmm + sigmoid + autograd in float64."""
+    from torchmim.networks import native_group_mlp
+
+    x, w1, b1, w2, b2 = _group_tensors(*shape)
+    dy = torch.randn(shape[0], shape[1], shape[4], generator=torch.Generator().manual_seed(9))
+    d = [t.detach().double().requires_grad_() for t in (x, w1, b1, w2, b2)]
+    ref = torch.baddbmm(d[2].unsqueeze(1), d[0], d[1].mT).sigmoid()
+    ref = torch.baddbmm(d[4].unsqueeze(1), ref, d[3].mT)
+    ref_grads = torch.autograd.grad(ref, d, dy.double())
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = native_group_mlp(x, w1, b1, w2, b2)
+        grads = torch.autograd.grad(y, (x, w1, b1, w2, b2), dy)
+    finally:
+        torch.set_num_threads(saved)
+    assert "_GroupMLP" in type(y.grad_fn).__name__
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, ref_grads):  # sums over rows of 128: float32 against float64
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max())
+
+
+def test_group_mlp_steps_aside_where_it_does_not_apply():
+    from torchmim.networks import native_group_mlp
+
+    args = _group_tensors(2, 16, 2, 5, 4)
+    assert native_group_mlp(*_group_tensors(2, 16, 2, 5, 4, torch.float64)) is None
+    assert native_group_mlp(*_group_tensors(2, 16, 20, 5, 4)) is None  # a wide input: GEMMs
+    assert native_group_mlp(*_group_tensors(2, 16, 2, 5, 40)) is None  # a wide output
+    with fast_paths(native_kernels=False):
+        assert native_group_mlp(*args) is None
+    seen = []
+
+    def f(w):
+        seen.append(native_group_mlp(args[0].detach(), w, *(t.detach() for t in args[2:])))
+        return w.sum()
+
+    torch.func.grad(f)(args[1].detach())
+    assert seen == [None]  # under a torch.func transform: torch's ops (they have the rules)
+
+
+@needs_native
+def test_group_mlp_rejects_bad_calls():
+    x, w1, b1, w2, b2 = (t.detach() for t in _group_tensors(2, 16, 2, 5, 4))
+    with pytest.raises(ValueError, match="I <= 4"):
+        native.group_mlp_forward(x[..., :1].expand(2, 16, 5).contiguous(), w1, b1, w2, b2)
+    with pytest.raises(ValueError, match="b2"):
+        native.group_mlp_forward(x, w1, b1, w2, b2[:, :2])
+    with pytest.raises(ValueError, match="dy"):
+        native.group_mlp_backward(x, w1, b1, w2, torch.zeros(2, 16, 3))
+
+
+@needs_native
+def test_a_group_trains_with_the_native_mlp_as_with_torchs_ops(monkeypatch):
+    """Five epochs of a fig3-shaped group (MIM and VAE, width 60, float32) with the kernel and
+    with torch's ops: the same training up to float rounding, and the kernel ran."""
+    from torchmim.networks import _GroupMLP
+    from torchmim.training import TrainerConfig, VectorizedTrainer
+
+    calls: list[int] = []
+    apply = _GroupMLP.apply
+    monkeypatch.setattr(_GroupMLP, "apply", lambda *a: calls.append(1) or apply(*a))
+    data = [torch.as_tensor(tm.paper_2d_mixture().sample(640, seed=s)[0], dtype=torch.float32)
+            for s in range(4)]
+    cfg = TrainerConfig(epochs=5, warmup_epochs=3, progress=False, min_steps=0)
+
+    def train(kernel: bool) -> VectorizedTrainer:
+        models = []
+        for i in range(4):
+            torch.manual_seed(i)
+            models.append(tm.MLPModelConfig(hidden=60).build())
+        with fast_paths(native_kernels=kernel):
+            vt = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 2, cfg, seeds=[0, 1, 2, 3])
+            vt.fit(data, data)
+        return vt
+
+    fast = train(True)
+    assert fast._native and calls
+    # below NATIVE_MIN_WIDTH (measured: no gain there), torch's ops
+    narrow = VectorizedTrainer([tm.MLPModelConfig(hidden=8).build()], tm.MIM(), cfg, seeds=[0])
+    assert not narrow._native
+    n = len(calls)
+    plain = train(False)
+    assert len(calls) == n  # the switch turns it off
+    for name in fast.names:
+        torch.testing.assert_close(fast.params[name], plain.params[name], rtol=1e-3, atol=1e-4)
+    for a, b in zip(fast.members, plain.members):
+        assert a.history[-1]["val_loss"] == pytest.approx(b.history[-1]["val_loss"], rel=1e-4)

@@ -19,7 +19,8 @@ from . import native
 from .fast_paths import FAST_PATHS
 from .registry import Registry
 
-__all__ = ["ACTIVATIONS", "MLP", "activation", "affine", "fold_tanh", "frozen_folds"]
+__all__ = ["ACTIVATIONS", "MLP", "activation", "affine", "fold_tanh", "frozen_folds",
+           "native_group_mlp"]
 
 #: Activation functions by name (``tanh`` as in Section 6.2, ``swish`` as in Appendix D).
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
@@ -178,6 +179,43 @@ def affine(x: Tensor, w: Tensor, b: Tensor, *, fast: bool | None = None) -> Tens
     if w.dim() == 2:
         return F.linear(x, w, b)
     return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+class _GroupMLP(torch.autograd.Function):
+    """σ(x W₁ᵀ + b₁) W₂ᵀ + b₂ for stacked members with σ the sigmoid, forward and backward in
+    :mod:`torchmim.native`'s kernels (the hidden activations recomputed in the backward, not
+    stored). See :func:`native_group_mlp`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor,  # type: ignore[override]
+                b2: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w1, b1, w2)
+        return native.group_mlp_forward(x, w1, b1, w2, b2)
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w1, b1, w2 = ctx.saved_tensors
+        return native.group_mlp_backward(x, w1, b1, w2, dy, input_grad=ctx.needs_input_grad[0])
+
+
+def native_group_mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor | None:
+    """The stacked one-hidden-layer sigmoid MLP ``σ(x W₁ᵀ + b₁) W₂ᵀ + b₂`` (x (M, B, I), W₁
+    (M, H, I), W₂ (M, O, H)) of a vectorised group's training step, forward and backward each as
+    one call of :mod:`torchmim.native` (2–7× torch's ``baddbmm`` + ``sigmoid_`` + autograd on the
+    fig3 groups' 2 → W → 4 layers, ``bench/native_group_step.py``); ``None`` where that path does
+    not apply — ``FAST_PATHS.native_kernels`` off, no compiled kernels, tensors other than float32
+    on the CPU, I > ``native.GROUP_MAX_INPUTS`` or O > ``native.GROUP_MAX_OUTPUTS`` (wider layers
+    are small GEMMs where torch's products win: 0.8–1.0× on fig4's), under tracing or a
+    ``torch.func`` transform — and the caller runs torch's ops. Equal to them up to float
+    rounding (tests/test_native.py)."""
+    if not (FAST_PATHS.native_kernels and x.dim() == 3 and w1.dim() == 3 and w2.dim() == 3
+            and all(t.device.type == "cpu" and t.dtype == torch.float32
+                    for t in (x, w1, b1, w2, b2))
+            and x.shape[-1] <= native.GROUP_MAX_INPUTS and w2.shape[1] <= native.GROUP_MAX_OUTPUTS
+            and not _tracing() and not any(_transformed(t) for t in (x, w1, w2))
+            and not _autocast_on("cpu") and native.available()):
+        return None
+    return _GroupMLP.apply(x, w1, b1, w2, b2)
 
 
 def _affine_pays(w: Tensor) -> bool:

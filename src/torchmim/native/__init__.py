@@ -39,8 +39,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["ACTIVATION_CODES", "FUSED_MAX_OUTPUTS", "available", "mlp_forward", "mlp_gaussian_log_prob",
-           "unavailable_reason"]
+__all__ = ["ACTIVATION_CODES", "FUSED_MAX_OUTPUTS", "GROUP_MAX_INPUTS", "GROUP_MAX_OUTPUTS",
+           "available", "group_mlp_backward", "group_mlp_forward", "mlp_forward",
+           "mlp_gaussian_log_prob", "unavailable_reason"]
 
 _log = logging.getLogger(__name__)
 _SOURCE = Path(__file__).with_name("kernels.c")
@@ -49,6 +50,8 @@ _SOURCE = Path(__file__).with_name("kernels.c")
 ACTIVATION_CODES = {"none": 0, "sigmoid": 1, "silu": 2, "relu": 3}
 #: Widest output layer that the kernel fuses into the last hidden one (4 or 8 columns).
 FUSED_MAX_OUTPUTS = 8
+#: Widest input and output of the stacked MLPs of :func:`group_mlp_forward` / ``_backward``.
+GROUP_MAX_INPUTS, GROUP_MAX_OUTPUTS = 4, 8
 #: Rows per thread below which a call is not split across threads.
 _MIN_ROWS_PER_THREAD = 4096
 
@@ -167,6 +170,8 @@ def _build_and_load() -> tuple[ctypes.CDLL | None, str | None]:
             try:
                 lib = ctypes.CDLL(str(path))
                 lib.tm_mlp.restype = ctypes.c_int
+                lib.tm_group_mlp_forward.restype = None
+                lib.tm_group_mlp_backward.restype = ctypes.c_int
                 return lib, None
             except (OSError, AttributeError) as e:
                 if attempt:
@@ -296,3 +301,75 @@ def mlp_gaussian_log_prob(layers: _Layers, context: Tensor, target: Tensor, *,
     out = context.new_empty((rows,))
     lo, hi = logvar_clamp if logvar_clamp is not None else (0.0, 0.0)
     return _run(layers, context, out, target, (std_floor, logvar_clamp is not None, lo, hi))
+
+
+def _check_group(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> tuple[int, int, int, int, int]:
+    m, rows, n_in = x.shape if x.dim() == 3 else (0, 0, 0)
+    h, n_out = w1.shape[1] if w1.dim() == 3 else 0, w2.shape[1] if w2.dim() == 3 else 0
+    if (not all(_on_cpu(t) for t in (x, w1, b1, w2)) or x.dim() != 3
+            or w1.shape != (m, h, n_in) or b1.shape != (m, h) or w2.shape != (m, n_out, h)
+            or not (1 <= n_in <= GROUP_MAX_INPUTS and 1 <= n_out <= GROUP_MAX_OUTPUTS)):
+        raise ValueError("group_mlp: float32 CPU tensors x (M, B, I), w1 (M, H, I), b1 (M, H), "
+                         f"w2 (M, O, H) with I <= {GROUP_MAX_INPUTS} and O <= {GROUP_MAX_OUTPUTS}")
+    return m, rows, n_in, h, n_out
+
+
+def _over_members(m: int, call) -> list[int]:
+    """``call(m0, m1)`` over the members, split across torch's threads (ctypes releases the GIL)."""
+    threads = max(1, min(torch.get_num_threads(), m))
+    if threads == 1:
+        return [call(0, m)]
+    step = -(-m // threads)
+    pool = _executor(threads)
+    jobs = [pool.submit(call, s, min(m, s + step)) for s in range(0, m, step)]
+    try:
+        return [j.result() for j in jobs]
+    finally:  # as in _run: the tensors stay alive until every kernel has returned
+        futures.wait(jobs)
+
+
+def _ptr(t: Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if t is None else t.data_ptr())
+
+
+def group_mlp_forward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """y = σ(x W₁ᵀ + b₁) W₂ᵀ + b₂ for M stacked members (σ the logistic sigmoid): x (M, B, I),
+    w1 (M, H, I), b1 (M, H), w2 (M, O, H), b2 (M, O) → y (M, B, O); float32 CPU tensors,
+    I ≤ ``GROUP_MAX_INPUTS``, O ≤ ``GROUP_MAX_OUTPUTS``. No autograd (see
+    :func:`group_mlp_backward`); requires :func:`available`."""
+    lib = _load()
+    assert lib is not None, "call available() first"
+    m, rows, n_in, h, n_out = _check_group(x, w1, b1, w2)
+    if b2.shape != (m, n_out) or not _on_cpu(b2):
+        raise ValueError("group_mlp: b2 must be a float32 CPU tensor (M, O)")
+    x, w1, b1, w2, b2 = (t.detach().contiguous() for t in (x, w1, b1, w2, b2))
+    y = x.new_empty((m, rows, n_out))
+    _over_members(m, lambda m0, m1: lib.tm_group_mlp_forward(
+        ctypes.c_long(m0), ctypes.c_long(m1), ctypes.c_long(rows), n_in, h, n_out, _ptr(x),
+        _ptr(w1), _ptr(b1), _ptr(w2), _ptr(b2), _ptr(y)))
+    return y
+
+
+def group_mlp_backward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, dy: Tensor, *,
+                       input_grad: bool = True) -> tuple[Tensor | None, Tensor, Tensor, Tensor,
+                                                         Tensor]:
+    """The gradients (dx, dw1, db1, dw2, db2) of :func:`group_mlp_forward` given dy (M, B, O),
+    the hidden activations recomputed; dx is None unless ``input_grad``. Requires
+    :func:`available`."""
+    lib = _load()
+    assert lib is not None, "call available() first"
+    m, rows, n_in, h, n_out = _check_group(x, w1, b1, w2)
+    if dy.shape != (m, rows, n_out) or not _on_cpu(dy):
+        raise ValueError("group_mlp: dy must be a float32 CPU tensor (M, B, O)")
+    x, w1, b1, w2, dy = (t.detach().contiguous() for t in (x, w1, b1, w2, dy))
+    dx = x.new_empty(x.shape) if input_grad else None
+    dw1, db1, dw2 = x.new_empty(w1.shape), x.new_empty(b1.shape), x.new_empty(w2.shape)
+    db2 = x.new_empty((m, n_out))
+    codes = _over_members(m, lambda m0, m1: lib.tm_group_mlp_backward(
+        ctypes.c_long(m0), ctypes.c_long(m1), ctypes.c_long(rows), n_in, h, n_out, _ptr(x),
+        _ptr(w1), _ptr(b1), _ptr(w2), _ptr(dy), _ptr(dx), _ptr(dw1), _ptr(db1), _ptr(dw2),
+        _ptr(db2)))
+    if any(codes):
+        raise MemoryError("torchmim.native: out of memory for the group backward's buffers")
+    return dx, dw1, db1, dw2, db2
+

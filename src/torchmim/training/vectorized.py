@@ -82,7 +82,7 @@ from ..errors import CheckpointError, ConfigError, DataError, TorchMIMError, Tra
 from ..fast_paths import FAST_PATHS
 from ..io import atomic_save, checkpoint_to_dict, read_checkpoint
 from ..models.latent_variable_model import JointTerms, LatentVariableModel
-from ..networks import ACTIVATIONS, affine, fold_tanh
+from ..networks import ACTIVATIONS, affine, fold_tanh, native_group_mlp
 from ..objectives.base import Objective
 from ..objectives.cross_entropy import ce_per_sample
 from ..objectives.mim import mim_per_sample
@@ -95,6 +95,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runs import RunConfig, RunResult
 
 __all__ = ["VectorizedTrainer", "group_key", "run_group", "unsupported_reason"]
+
+
+#: Narrowest hidden layer whose group MLPs train in torchmim.native's kernels: a fig3 group's
+#: step (loss and gradients, 20 members) measured 1.20× at width 50 up to 1.66× at 500, but
+#: 0.97–1.08× at widths 5–20, where the calls' own overhead matches torch's few small ops
+#: (``bench/native_group_step.py``, docs/benchmarks.md).
+NATIVE_MIN_WIDTH = 50
 
 
 def _vae(t: JointTerms, beta: Tensor) -> Tensor:
@@ -331,6 +338,10 @@ class VectorizedTrainer:
         self._fold = fold and cfg.activation == "tanh" and self.device.type == "cpu"
         #: networks.affine's backward, where it pays (it checks the device itself)
         self._affine = FAST_PATHS.affine_backward if fast is None else fast
+        #: the training step's one-hidden-layer sigmoid (folded tanh) MLPs in torchmim.native's
+        #: kernels, from NATIVE_MIN_WIDTH hidden units (networks.native_group_mlp checks the rest)
+        self._native = (self._fold and self.depth == 1 and cfg.hidden >= NATIVE_MIN_WIDTH
+                        and (FAST_PATHS.native_kernels if fast is None else fast))
         self.names = [n for n, _ in first.named_parameters()]
         self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
                                        for mod, z in zip(models, self.z_dims)])
@@ -472,7 +483,12 @@ class VectorizedTrainer:
         instead of torch's tanh (~9.5× slower than sigmoid on a 128 × 500 batch here)."""
         params = [(p[f"{prefix}.network.{2 * k}.weight"], p[f"{prefix}.network.{2 * k}.bias"])
                   for k in range(self.depth + 1)]
-        for k, (w, b) in enumerate(fold_tanh(params) if self._fold else params):
+        layers = fold_tanh(params) if self._fold else params
+        if self._native and torch.is_grad_enabled():  # the whole MLP in two native calls
+            out = native_group_mlp(h, *layers[0], *layers[1])
+            if out is not None:
+                return out
+        for k, (w, b) in enumerate(layers):
             h = affine(h, w, b, fast=self._affine)
             if k < self.depth:
                 # in place: the affine map's backward does not need its output
