@@ -2,7 +2,7 @@
 
     python bench/native_group_step.py --out /tmp/native_step.json     # ~1 min
 
-Two tables, one thread, in one process:
+Three tables, one thread, in one process:
 
 * ``step``: a fig3-shaped group's training step — the loss of 20 members (10 MIM + 10 VAE, β = 1,
   so MIM's decoder path runs: four 2 → W → 4 MLPs per step) and its gradients, Adam excluded —
@@ -11,6 +11,8 @@ Two tables, one thread, in one process:
   + autograd, every other fast path on in both), interleaved, 15 rounds of 10 steps, medians;
   the largest relative difference of the gradients is printed. The kernel runs at every width
   here, below ``vectorized.NATIVE_MIN_WIDTH`` too (the measurement behind that rule).
+* ``val``: the same group's validation loss (10,000 points per member, no autograd: the
+  MLPs' forward kernel alone, at every width) with the kernel against torch's ops, 7 rounds.
 * ``prototype``: the MLP alone as a ~50-line C prototype (the kernel's algorithm with libm's
   ``expf``, called through ctypes without torchmim's wrapper or autograd) against torch's
   ``baddbmm`` + ``sigmoid_`` + autograd on the same tensors (best of 5 × 200 calls), on fig3's
@@ -186,6 +188,40 @@ def group_step(widths: list[int], rounds: int = 15) -> list[dict]:
     return rows
 
 
+def validation(widths: list[int], rounds: int = 7) -> list[dict]:
+    """The ``val`` table (module docs)."""
+    import statistics
+
+    import torchmim as tm
+    from torchmim.training import TrainerConfig, VectorizedTrainer
+
+    rows = []
+    for width in widths:
+        models = []
+        for i in range(20):
+            torch.manual_seed(i)
+            models.append(tm.MLPModelConfig(hidden=width).build())
+        vt = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10, TrainerConfig(epochs=1),
+                               seeds=list(range(20)))
+        vals = [torch.as_tensor(tm.paper_2d_mixture().sample(10_000, seed=s)[0],
+                                dtype=torch.float32) for s in range(20)]
+        latents = vt._latents(list(range(20)))
+        times: dict[bool, list[float]] = {True: [], False: []}
+        losses = {}
+        for r in range(rounds):
+            for kernel in ((True, False) if r % 2 else (False, True)):
+                vt._native_eval = kernel
+                t = time.perf_counter()
+                with torch.no_grad():
+                    losses[kernel] = vt._val_loss(vt.params, vals, vt.members, 5, latents)
+                times[kernel].append(time.perf_counter() - t)
+        fast, plain = statistics.median(times[True]), statistics.median(times[False])
+        rows.append({"width": width, "native_s": fast, "torch_s": plain, "ratio": plain / fast,
+                     "max_loss_difference": float((losses[True] - losses[False]).abs().max())})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--widths", nargs="+", type=int, default=[5, 20, 50, 100, 200, 500])
@@ -194,6 +230,7 @@ def main() -> None:
     torch.set_num_threads(1)
     keep_freed_memory()
     steps = group_step(a.widths)
+    vals = validation(a.widths)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         lib = build(Path(tmp))
@@ -206,6 +243,10 @@ def main() -> None:
     for r in steps:
         print(f"| {r['width']} | {r['native_ms']:.2f} | {r['torch_ms']:.2f} | **{r['ratio']:.2f}** | "
               f"{r['max_relative_gradient_difference']:.1e} |")
+    print("\n| width | validation loss with the kernel (s) | with torch's ops (s) | ratio |")
+    print("|---:|---:|---:|---:|")
+    for r in vals:
+        print(f"| {r['width']} | {r['native_s']:.3f} | {r['torch_s']:.3f} | **{r['ratio']:.2f}** |")
     print()
     print("| members | MLP | torch (µs) | C prototype (µs) | ratio | max rel. error |")
     print("|---:|---|---:|---:|---:|---:|")
@@ -213,7 +254,8 @@ def main() -> None:
         print(f"| {r['members']} | {r['shape']} | {r['torch_us']:.0f} | {r['native_us']:.0f} | "
               f"**{r['ratio']:.2f}** | {r['max_relative_error']:.1e} |")
     if a.out is not None:
-        a.out.write_text(json.dumps({"step": steps, "prototype": rows, "torch": torch.__version__},
+        a.out.write_text(json.dumps({"step": steps, "validation": vals, "prototype": rows,
+                                     "torch": torch.__version__},
                                     indent=2) + "\n")
 
 

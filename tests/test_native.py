@@ -479,6 +479,8 @@ def test_group_mlp_forward_and_backward_equal_autograds(shape, threads):
     finally:
         torch.set_num_threads(saved)
     assert "_GroupMLP" in type(y.grad_fn).__name__
+    with torch.no_grad():  # the forward kernel alone: the same floats
+        assert torch.equal(native_group_mlp(x, w1, b1, w2, b2), y.detach())
     torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, ref_grads):  # sums over rows of 128: float32 against float64
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max())
@@ -542,7 +544,7 @@ def test_a_group_trains_with_the_native_mlp_as_with_torchs_ops(monkeypatch):
     assert fast._native and calls
     # below NATIVE_MIN_WIDTH (measured: no gain there), torch's ops
     narrow = VectorizedTrainer([tm.MLPModelConfig(hidden=8).build()], tm.MIM(), cfg, seeds=[0])
-    assert not narrow._native
+    assert not narrow._native and narrow._native_eval  # its validation loss: the kernel
     n = len(calls)
     plain = train(False)
     assert len(calls) == n  # the switch turns it off

@@ -200,8 +200,8 @@ class _GroupMLP(torch.autograd.Function):
 
 def native_group_mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor | None:
     """The stacked one-hidden-layer sigmoid MLP ``σ(x W₁ᵀ + b₁) W₂ᵀ + b₂`` (x (M, B, I), W₁
-    (M, H, I), W₂ (M, O, H)) of a vectorised group's training step, forward and backward each as
-    one call of :mod:`torchmim.native` (2–7× torch's ``baddbmm`` + ``sigmoid_`` + autograd on the
+    (M, H, I), W₂ (M, O, H)) of a vectorised group's training step and validation loss, forward
+    and backward each as one call of :mod:`torchmim.native` (2–7× torch's ``baddbmm`` + ``sigmoid_`` + autograd on the
     fig3 groups' 2 → W → 4 layers, ``bench/native_group_step.py``); ``None`` where that path does
     not apply — ``FAST_PATHS.native_kernels`` off, no compiled kernels, tensors other than float32
     on the CPU, I > ``native.GROUP_MAX_INPUTS`` or O > ``native.GROUP_MAX_OUTPUTS`` (wider layers
@@ -215,6 +215,8 @@ def native_group_mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) 
             and not _tracing() and not any(_transformed(t) for t in (x, w1, w2))
             and not _autocast_on("cpu") and native.available()):
         return None
+    if not torch.is_grad_enabled():  # the validation loss: the forward kernel alone
+        return native.group_mlp_forward(x, w1, b1, w2, b2)
     return _GroupMLP.apply(x, w1, b1, w2, b2)
 
 

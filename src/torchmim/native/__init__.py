@@ -8,7 +8,10 @@ hidden one, and can evaluate the diagonal Gaussian's log-density of the target i
 (the MLP 2.3–2.7× and the toy IS-NLL 1.9–2.4× faster, ``bench/toy_fast_paths.py --only
 native``). Equal to torch's ops up to float rounding (tests/test_native.py); used by :class:`~torchmim.networks.MLP` without autograd and
 by :class:`~torchmim.distributions.conditional.ConditionalGaussian`'s ``tiled_log_prob`` (the
-IS-NLL), where ``FAST_PATHS.native_kernels`` is on (the default).
+IS-NLL), where ``FAST_PATHS.native_kernels`` is on (the default). :func:`group_mlp_forward` and
+:func:`group_mlp_backward` run a vectorised group's stacked one-hidden-layer MLPs in training
+(forward, and the closed-form backward with the hidden activations recomputed), through
+:func:`~torchmim.networks.native_group_mlp`.
 
 Plain C without torch headers, compiled with the system's C compiler (``$CC``, else ``cc``) in well
 under a second and loaded with :mod:`ctypes`; cached in ``$TORCHMIM_CACHE_DIR`` (default

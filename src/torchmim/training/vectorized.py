@@ -340,8 +340,11 @@ class VectorizedTrainer:
         self._affine = FAST_PATHS.affine_backward if fast is None else fast
         #: the training step's one-hidden-layer sigmoid (folded tanh) MLPs in torchmim.native's
         #: kernels, from NATIVE_MIN_WIDTH hidden units (networks.native_group_mlp checks the rest)
-        self._native = (self._fold and self.depth == 1 and cfg.hidden >= NATIVE_MIN_WIDTH
-                        and (FAST_PATHS.native_kernels if fast is None else fast))
+        native_on = self._fold and self.depth == 1 and (
+            FAST_PATHS.native_kernels if fast is None else fast)
+        self._native = native_on and cfg.hidden >= NATIVE_MIN_WIDTH
+        #: ... and, at every width, its validation loss (no autograd: one forward call)
+        self._native_eval = native_on
         self.names = [n for n, _ in first.named_parameters()]
         self.params = {n: torch.stack([self._pad(n, dict(mod.named_parameters())[n].detach(), z)
                                        for mod, z in zip(models, self.z_dims)])
@@ -484,7 +487,8 @@ class VectorizedTrainer:
         params = [(p[f"{prefix}.network.{2 * k}.weight"], p[f"{prefix}.network.{2 * k}.bias"])
                   for k in range(self.depth + 1)]
         layers = fold_tanh(params) if self._fold else params
-        if self._native and torch.is_grad_enabled():  # the whole MLP in two native calls
+        if self._native if torch.is_grad_enabled() else self._native_eval:
+            # the whole MLP in one native call forward (and one backward)
             out = native_group_mlp(h, *layers[0], *layers[1])
             if out is not None:
                 return out
