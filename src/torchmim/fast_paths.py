@@ -64,10 +64,11 @@ class _FastPaths:
       use; torch's ops where none is found), and the IS-NLL of a Gaussian MLP decoder evaluates
       its log-density in the same pass (``ConditionalGaussian.tiled_log_prob``): the MLP
       2.3–2.7× and the toy IS-NLL 1.9–2.4× faster than torch's ops (fig4's shape 1.34×;
-      ``bench/toy_fast_paths.py --only native``). In a vectorised group's training step, its
-      one-hidden-layer MLPs (inputs ≤ 4, outputs ≤ 8, width ≥ ``vectorized.NATIVE_MIN_WIDTH``:
-      fig3's networks) run forward and backward in the kernels too
-      (:func:`~torchmim.networks.native_group_mlp`: the step 1.2–1.7× at widths 50–500,
+      ``bench/toy_fast_paths.py --only native``). A vectorised group's one-hidden-layer MLPs
+      with inputs ≤ 4 and outputs ≤ 8 (fig3's networks) run in the kernels too
+      (:func:`~torchmim.networks.native_group_mlp`): forward and backward in the training
+      step from width ``vectorized.NATIVE_MIN_WIDTH`` (the step 1.2–1.8× at widths 50–500),
+      the forward in the validation loss at every width (1.3–3.1×;
       ``bench/native_group_step.py``). Equal to them up to float rounding
       (tests/test_native.py).
 
