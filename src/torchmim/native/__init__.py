@@ -200,6 +200,23 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return _pool[2]
 
 
+def _parallel(call, n: int, most: int, align: int = 1) -> list:
+    """``call(start, stop)`` over ``range(n)``, split into up to ``most`` (and torch's threads)
+    parts of a multiple of ``align``, run on the pool (ctypes releases the GIL); the results."""
+    threads = max(1, min(torch.get_num_threads(), most))
+    if threads == 1:
+        return [call(0, n)]
+    step = -(-n // threads)
+    step += -step % align
+    pool = _executor(threads)
+    jobs = [pool.submit(call, s, min(n, s + step)) for s in range(0, n, step)]
+    try:
+        return [j.result() for j in jobs]
+    finally:  # an interrupt must not unwind the caller's frame, freeing the tensors (weights,
+        # target...) that running kernels still read, before they finish
+        futures.wait(jobs)
+
+
 _Layers = Sequence[tuple[Tensor, Tensor, int]]
 
 
@@ -259,22 +276,9 @@ def _run(layers: _Layers, x: Tensor, out: Tensor, target: Tensor | None,
                           ctypes.c_float(hi))
 
     rows = x.shape[0]
-    threads = max(1, min(torch.get_num_threads(), rows // _MIN_ROWS_PER_THREAD))
-    if threads == 1:
-        codes = [call(0, rows)]
-    else:  # rows split across threads (ctypes releases the GIL); each row's result is the same
-        # in any split, but a call numbers its rows from 0 for the target's period: split on
-        # multiples of the period
-        step = -(-rows // threads)
-        if target is not None:
-            step += -step % period
-        pool = _executor(threads)
-        jobs = [pool.submit(call, s, min(rows, s + step)) for s in range(0, rows, step)]
-        try:
-            codes = [j.result() for j in jobs]
-        finally:  # an interrupt must not unwind this frame, freeing the tensors (ws, bs, the
-            # target...) that running kernels still read, before they finish
-            futures.wait(jobs)
+    # each row's result is the same in any split, but a call numbers its rows from 0 for the
+    # target's period: split on multiples of the period
+    codes = _parallel(call, rows, rows // _MIN_ROWS_PER_THREAD, period if target is not None else 1)
     if any(codes):
         raise (MemoryError("torchmim.native: out of memory for a kernel's tile buffers")
                if 1 in codes else ValueError("torchmim.native: unknown activation code"))
@@ -317,20 +321,6 @@ def _check_group(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor) -> tuple[int, in
     return m, rows, n_in, h, n_out
 
 
-def _over_members(m: int, call) -> list[int]:
-    """``call(m0, m1)`` over the members, split across torch's threads (ctypes releases the GIL)."""
-    threads = max(1, min(torch.get_num_threads(), m))
-    if threads == 1:
-        return [call(0, m)]
-    step = -(-m // threads)
-    pool = _executor(threads)
-    jobs = [pool.submit(call, s, min(m, s + step)) for s in range(0, m, step)]
-    try:
-        return [j.result() for j in jobs]
-    finally:  # as in _run: the tensors stay alive until every kernel has returned
-        futures.wait(jobs)
-
-
 def _ptr(t: Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(None if t is None else t.data_ptr())
 
@@ -347,9 +337,9 @@ def group_mlp_forward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor)
         raise ValueError("group_mlp: b2 must be a float32 CPU tensor (M, O)")
     x, w1, b1, w2, b2 = (t.detach().contiguous() for t in (x, w1, b1, w2, b2))
     y = x.new_empty((m, rows, n_out))
-    _over_members(m, lambda m0, m1: lib.tm_group_mlp_forward(
+    _parallel(lambda m0, m1: lib.tm_group_mlp_forward(
         ctypes.c_long(m0), ctypes.c_long(m1), ctypes.c_long(rows), n_in, h, n_out, _ptr(x),
-        _ptr(w1), _ptr(b1), _ptr(w2), _ptr(b2), _ptr(y)))
+        _ptr(w1), _ptr(b1), _ptr(w2), _ptr(b2), _ptr(y)), m, m)
     return y
 
 
@@ -368,10 +358,10 @@ def group_mlp_backward(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, dy: Tensor
     dx = x.new_empty(x.shape) if input_grad else None
     dw1, db1, dw2 = x.new_empty(w1.shape), x.new_empty(b1.shape), x.new_empty(w2.shape)
     db2 = x.new_empty((m, n_out))
-    codes = _over_members(m, lambda m0, m1: lib.tm_group_mlp_backward(
+    codes = _parallel(lambda m0, m1: lib.tm_group_mlp_backward(
         ctypes.c_long(m0), ctypes.c_long(m1), ctypes.c_long(rows), n_in, h, n_out, _ptr(x),
         _ptr(w1), _ptr(b1), _ptr(w2), _ptr(dy), _ptr(dx), _ptr(dw1), _ptr(db1), _ptr(dw2),
-        _ptr(db2)))
+        _ptr(db2)), m, m)
     if any(codes):
         raise MemoryError("torchmim.native: out of memory for the group backward's buffers")
     return dx, dw1, db1, dw2, db2

@@ -157,6 +157,18 @@ typedef void (*fused_fn)(int, int, const float *, const float *, const float *, 
 static const fused_fn FUSED_FNS[2][4] = {{fused4_0, fused4_1, fused4_2, fused4_3},
                                          {fused8_0, fused8_1, fused8_2, fused8_3}};
 
+/* The n <= T rows of a row-major (rows x cols) block into cols vectors, lanes past n zero */
+static void load_tile(vf *dst, const float *src, int cols, long n) {
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < T; r++) dst[c][r] = r < n ? src[r * cols + c] : 0.0f;
+}
+
+/* ... and back: the first n lanes of cols vectors into n rows of a row-major block */
+static void store_tile(float *dst, const vf *src, int cols, long n) {
+    for (long r = 0; r < n; r++)
+        for (int c = 0; c < cols; c++) dst[r * cols + c] = src[c][r];
+}
+
 /* log N(target[row mod period]; mean, exp(clamp(logvar)/2) + std_floor) summed over the dx
  * dimensions, for the rows of one tile; out: dx means then dx log-variances */
 static vf gaussian(const vf *out, int dx, const float *target, long period, long row0,
@@ -199,8 +211,7 @@ int tm_mlp(long rows, int L, const int *dims, const float *const *w, const float
     for (long i = 0; i < rows; i += T) {
         long n = rows - i < T ? rows - i : T;
         vf *src = buf, *dst = buf + maxd;
-        for (int k = 0; k < din; k++)
-            for (int r = 0; r < T; r++) src[k][r] = r < n ? x[(i + r) * din + k] : 0.0f;
+        load_tile(src, x + i * din, din, n);
         for (int l = 0; l < L - (fuse ? 2 : 0); l++) {
             layer(dims[l], dims[l + 1], w[l], b[l], act[l], src, dst);
             vf *t = src; src = dst; dst = t;
@@ -214,8 +225,7 @@ int tm_mlp(long rows, int L, const int *dims, const float *const *w, const float
             vf ll = gaussian(src, dout / 2, target, period, i, std_floor, clamp, lo, hi);
             for (long r = 0; r < n; r++) out[i + r] = ll[r];
         } else {
-            for (long r = 0; r < n; r++)
-                for (int o = 0; o < dout; o++) out[(i + r) * dout + o] = src[o][r];
+            store_tile(out + i * dout, src, dout, n);
         }
     }
     free(buf);
@@ -237,8 +247,7 @@ void tm_group_mlp_forward(long m0, long m1, long B, int I, int H, int O, const f
         const float *W1 = w1 + m * H * I, *B1 = b1 + m * H, *W2 = w2 + m * O * H, *B2 = b2 + m * O;
         for (long r0 = 0; r0 < B; r0 += T) {
             long n = B - r0 < T ? B - r0 : T, base = m * B + r0;
-            for (int i = 0; i < I; i++)
-                for (int r = 0; r < T; r++) xv[i][r] = r < n ? x[(base + r) * I + i] : 0.0f;
+            load_tile(xv, x + base * I, I, n);
             vf acc[8];
             for (int o = 0; o < O; o++) acc[o] = splat(B2[o]);
             for (int k = 0; k < H; k++) {
@@ -247,8 +256,7 @@ void tm_group_mlp_forward(long m0, long m1, long B, int I, int H, int O, const f
                 vf h = activate(a, ACT_SIGMOID);
                 for (int o = 0; o < O; o++) acc[o] += W2[o * H + k] * h;
             }
-            for (long r = 0; r < n; r++)
-                for (int o = 0; o < O; o++) y[(base + r) * O + o] = acc[o][r];
+            store_tile(y + base * O, acc, O, n);
         }
     }
 }
@@ -269,11 +277,9 @@ int tm_group_mlp_backward(long m0, long m1, long B, int I, int H, int O, const f
         memset(pw1, 0, sizeof(vf) * (size_t)(H * I + H + O * H + O));
         for (long r0 = 0; r0 < B; r0 += T) {
             long n = B - r0 < T ? B - r0 : T, base = m * B + r0;
-            for (int i = 0; i < I; i++)
-                for (int r = 0; r < T; r++) xv[i][r] = r < n ? x[(base + r) * I + i] : 0.0f;
-            /* lanes past the last row: dy = 0, so they add nothing to any gradient */
-            for (int o = 0; o < O; o++)
-                for (int r = 0; r < T; r++) gv[o][r] = r < n ? dy[(base + r) * O + o] : 0.0f;
+            load_tile(xv, x + base * I, I, n);
+            load_tile(gv, dy + base * O, O, n); /* lanes past the last row: dy = 0, so they add
+                                                   nothing to any gradient */
             for (int o = 0; o < O; o++) pb2[o] += gv[o];
             vf dxv[4];
             for (int i = 0; i < I; i++) dxv[i] = splat(0.0f);
@@ -293,9 +299,7 @@ int tm_group_mlp_backward(long m0, long m1, long B, int I, int H, int O, const f
                     dxv[i] += W1[k * I + i] * da;
                 }
             }
-            if (dx)
-                for (long r = 0; r < n; r++)
-                    for (int i = 0; i < I; i++) dx[(base + r) * I + i] = dxv[i][r];
+            if (dx) store_tile(dx + base * I, dxv, I, n);
         }
         float *out[4] = {dw1 + m * H * I, db1 + m * H, dw2 + m * O * H, db2 + m * O};
         long len[4] = {(long)H * I, H, (long)O * H, O};
