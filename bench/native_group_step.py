@@ -8,14 +8,15 @@ Three tables, one thread, in one process:
   so MIM's decoder path runs: four 2 → W → 4 MLPs per step) and its gradients, Adam excluded —
   with ``FAST_PATHS.native_kernels`` on (``networks.native_group_mlp``: each MLP's forward and
   backward one call of ``kernels.c``) against off (torch's ``baddbmm``/``affine`` + ``sigmoid_``
-  + autograd, every other fast path on in both), interleaved, 15 rounds of 10 steps, medians;
+  + autograd, every other fast path on in both), interleaved, 15 rounds of 10 steps after a
+  warm-up round, medians;
   the largest relative difference of the gradients is printed. The kernel runs at every width
   here, below ``vectorized.NATIVE_MIN_WIDTH`` too (the measurement behind that rule).
 * ``val``: the same group's validation loss (10,000 points per member, no autograd: the
   MLPs' forward kernel alone, at every width) with the kernel against torch's ops, 7 rounds.
 * ``prototype``: the MLP alone as a ~50-line C prototype (the kernel's algorithm with libm's
   ``expf``, called through ctypes without torchmim's wrapper or autograd) against torch's
-  ``baddbmm`` + ``sigmoid_`` + autograd on the same tensors (best of 5 × 200 calls), on fig3's
+  ``baddbmm`` + ``sigmoid_`` + autograd on the same tensors (best of 7 × 200 calls), on fig3's
   layers and on fig4's wider ones (20 → 50 → 8, 4 → 50 → 40: small GEMMs where torch's MKL
   products win, which is why ``native_group_mlp`` leaves inputs wider than 4 and outputs wider
   than 8 to torch). Checks that both compute the same outputs and gradients. Needs ``cc``.
@@ -27,13 +28,17 @@ import argparse
 import ctypes
 import json
 import subprocess
+import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from torchmim.allocator import keep_freed_memory
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_fast_paths import best_us, interleave  # noqa: E402  (bench/toy_fast_paths.py)
 
 SOURCE = r"""
 #include <math.h>
@@ -103,17 +108,6 @@ def build(folder: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(folder / "step.so"))
 
 
-def best_us(f, n: int = 200) -> float:
-    f()
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(n):
-            f()
-        best = min(best, (time.perf_counter() - t) / n)
-    return best * 1e6
-
-
 def measure(lib: ctypes.CDLL, m: int, n_in: int, width: int, n_out: int, b: int = 128) -> dict:
     """One shape: the C prototype against torch, the same tensors, in this process."""
     g = torch.Generator().manual_seed(0)
@@ -135,89 +129,80 @@ def measure(lib: ctypes.CDLL, m: int, n_in: int, width: int, n_out: int, b: int 
         return outs
 
     err = max(float((r - o).abs().max() / r.abs().max()) for r, o in zip(with_torch(), native()))
-    t_torch, t_native = best_us(with_torch), best_us(native)
+    t_torch, t_native = best_us(with_torch, 200), best_us(native, 200)
     return {"members": m, "shape": f"{n_in} → {width} → {n_out}", "torch_us": t_torch,
             "native_us": t_native, "ratio": t_torch / t_native, "max_relative_error": err}
 
 
+def fig3_group(width: int):
+    """A fig3 group of 20 (10 MIM + 10 VAE) at ``width``."""
+    import torchmim as tm
+    from torchmim.training import TrainerConfig, VectorizedTrainer
+
+    models = []
+    for i in range(20):
+        torch.manual_seed(i)
+        models.append(tm.MLPModelConfig(hidden=width).build())
+    return VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10, TrainerConfig(epochs=1),
+                             seeds=list(range(20)))
+
+
 def group_step(widths: list[int], rounds: int = 15) -> list[dict]:
     """The ``step`` table (module docs)."""
-    import statistics
-
     import torchmim as tm
     from torchmim.layers import fast_paths
-    from torchmim.training import TrainerConfig, VectorizedTrainer
     from torchmim.training.vectorized import _Kinds
 
     rows = []
     for width in widths:
-        models = []
-        for i in range(20):
-            torch.manual_seed(i)
-            models.append(tm.MLPModelConfig(hidden=width).build())
-        trainers = {}
-        for kernel in (True, False):
-            with fast_paths(native_kernels=kernel):
-                trainers[kernel] = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10,
-                                                     TrainerConfig(epochs=1), seeds=list(range(20)))
-            trainers[kernel]._native = kernel  # at every width, NATIVE_MIN_WIDTH's evidence
+        vt = fig3_group(width)
         x = torch.as_tensor(tm.paper_2d_mixture().sample(20 * 128, seed=0)[0],
                             dtype=torch.float32).reshape(20, 128, 2)
         beta = torch.ones(20)
-        times: dict[bool, list[float]] = {True: [], False: []}
-        grads = {}
-        for r in range(rounds):
-            for kernel in ((True, False) if r % 2 else (False, True)):
-                vt = trainers[kernel]
-                kind = _Kinds.of(vt.members, [1.0] * 20, vt.device)
-                params = [vt.params[n].clone().requires_grad_() for n in vt.names]
-                p = dict(zip(vt.names, params))
-                gens = [torch.Generator().manual_seed(j) for j in range(20)]
-                with fast_paths(native_kernels=kernel):
-                    t = time.perf_counter()
-                    for _ in range(10):
-                        loss, _ = vt._loss(p, x, beta, kind, gens, None)
-                        grads[kernel] = torch.autograd.grad(loss.sum(), params)
-                    times[kernel].append((time.perf_counter() - t) / 10)
-        fast, plain = statistics.median(times[True]), statistics.median(times[False])
+        kind = _Kinds.of(vt.members, [1.0] * 20, vt.device)
+        params = [vt.params[n].clone().requires_grad_() for n in vt.names]
+        p = dict(zip(vt.names, params))
+
+        def ten_steps(kernel: bool, vt=vt, x=x, beta=beta, kind=kind, params=params, p=p):
+            vt._native = kernel  # at every width: NATIVE_MIN_WIDTH's evidence
+            gens = [torch.Generator().manual_seed(j) for j in range(20)]
+            with fast_paths(native_kernels=kernel):
+                for _ in range(10):
+                    loss, _ = vt._loss(p, x, beta, kind, gens, None)
+                    grads = torch.autograd.grad(loss.sum(), params)
+            return grads
+
+        t, grads = interleave({"native": partial(ten_steps, True),
+                               "torch": partial(ten_steps, False)}, rounds)
         diff = max(float((a - b).abs().max() / b.abs().max())
-                   for a, b in zip(grads[True], grads[False]))
-        rows.append({"width": width, "native_ms": 1e3 * fast, "torch_ms": 1e3 * plain,
-                     "ratio": plain / fast, "max_relative_gradient_difference": diff})
+                   for a, b in zip(grads["native"], grads["torch"]))
+        rows.append({"width": width, "native_ms": 1e2 * t["native"], "torch_ms": 1e2 * t["torch"],
+                     "ratio": t["torch"] / t["native"], "max_relative_gradient_difference": diff})
         print(rows[-1], flush=True)
     return rows
 
 
 def validation(widths: list[int], rounds: int = 7) -> list[dict]:
     """The ``val`` table (module docs)."""
-    import statistics
-
     import torchmim as tm
-    from torchmim.training import TrainerConfig, VectorizedTrainer
 
     rows = []
     for width in widths:
-        models = []
-        for i in range(20):
-            torch.manual_seed(i)
-            models.append(tm.MLPModelConfig(hidden=width).build())
-        vt = VectorizedTrainer(models, [tm.MIM(), tm.VAE()] * 10, TrainerConfig(epochs=1),
-                               seeds=list(range(20)))
+        vt = fig3_group(width)
         vals = [torch.as_tensor(tm.paper_2d_mixture().sample(10_000, seed=s)[0],
                                 dtype=torch.float32) for s in range(20)]
         latents = vt._latents(list(range(20)))
-        times: dict[bool, list[float]] = {True: [], False: []}
-        losses = {}
-        for r in range(rounds):
-            for kernel in ((True, False) if r % 2 else (False, True)):
-                vt._native_eval = kernel
-                t = time.perf_counter()
-                with torch.no_grad():
-                    losses[kernel] = vt._val_loss(vt.params, vals, vt.members, 5, latents)
-                times[kernel].append(time.perf_counter() - t)
-        fast, plain = statistics.median(times[True]), statistics.median(times[False])
-        rows.append({"width": width, "native_s": fast, "torch_s": plain, "ratio": plain / fast,
-                     "max_loss_difference": float((losses[True] - losses[False]).abs().max())})
+
+        def val_loss(kernel: bool, vt=vt, vals=vals, latents=latents) -> torch.Tensor:
+            vt._native_eval = kernel
+            with torch.no_grad():
+                return vt._val_loss(vt.params, vals, vt.members, 5, latents)
+
+        t, losses = interleave({"native": partial(val_loss, True),
+                                "torch": partial(val_loss, False)}, rounds)
+        rows.append({"width": width, "native_s": t["native"], "torch_s": t["torch"],
+                     "ratio": t["torch"] / t["native"],
+                     "max_loss_difference": float((losses["native"] - losses["torch"]).abs().max())})
         print(rows[-1], flush=True)
     return rows
 
